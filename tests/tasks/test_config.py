@@ -1,0 +1,48 @@
+"""Tests for tasks/config.py: gin parsing with the repository's gin/ tree."""
+
+import os
+
+import gin
+import pytest
+
+from tasks import config
+
+
+def test_every_gin_file_parses():
+  config.import_configurables()
+  files = config.all_gin_files()
+  assert files, 'no gin files found'
+  for path in files:
+    gin.clear_config()
+    config.parse_gin([path], finalize=False)
+
+
+def test_gin_file_relative_to_gin_dir_and_bindings_win():
+  config.import_configurables()
+  config.parse_gin(['diffusion/bit_diffusion.gin'], ['B_SCALE = 0.3'],
+                   finalize=False)
+  assert gin.query_parameter('%B_SCALE') == 0.3
+
+
+def test_include_resolves_against_gin_dir(tmp_path):
+  config.import_configurables()
+  path = tmp_path / 'exp.gin'
+  path.write_text("include 'diffusion/bit_diffusion.gin'\nLOSS_P = 0.4\n")
+  config.parse_gin([str(path)], finalize=False)
+  assert gin.query_parameter('%LOSS_P') == 0.4
+  assert gin.query_parameter('%N_BITS') == (8, 8)
+
+
+def test_missing_gin_file_names_the_file():
+  with pytest.raises(FileNotFoundError, match='no_such.gin'):
+    config.parse_gin(['no_such.gin'])
+
+
+def test_run_record_written(tmp_path):
+  config.import_configurables()
+  config.parse_gin(['diffusion/bit_diffusion.gin'], finalize=False)
+  config.save_run_record(str(tmp_path), ['python', '-m', 'tools.train', '--x=1'])
+  assert 'B_SCALE = 0.1' in (tmp_path / config.CONFIG_NAME).read_text()
+  assert (tmp_path / config.COMMAND_LINE_NAME).read_text() == (
+      'python -m tools.train --x=1\n')
+  assert not [p for p in os.listdir(tmp_path) if p.endswith('.tmp')]
