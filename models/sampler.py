@@ -1,0 +1,81 @@
+"""The DDIM sampler of Algorithm 2 in one compiled graph (paper §3.3, REFERENCE §2).
+
+The image encoder runs once; only the decoder runs at each of the `num_steps`
+steps. The loop is a `tf.while_loop` whose trip count and `td` are tensors, so
+one trace (and one XLA compilation) serves every step count. The final mask is
+`bit2int(x0_pred > 0)` of the last step's prediction.
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+
+from models import bits as bits_lib
+from models import diffusion
+
+
+def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
+           past_label_maps: Optional[tf.Tensor] = None,
+           trajectory_size: int = 0, encoded=None) -> dict:
+  """Generates panoptic masks for a batch of images.
+
+  Args:
+    model: a `Pix2SeqD` (models/pix2seq_d.py): `encode`, `denoise`, `b_scale`,
+      `n_bits`, `gamma_fn`, `past_bits`.
+    images: float32 `[B, H, W, 3]` in [0, 1].
+    mask_size: `(h, w)` of the generated mask (static).
+    num_steps: int scalar (tensor or Python) number of decoder calls `S`.
+    td: float scalar time difference (asymmetric intervals, §3.3).
+    seed: int `[2]` seed of the initial noise (stateless: same seed, same masks).
+    past_label_maps: int `[B, P, h, w, 2]` past-frame masks for the video
+      model, or None.
+    trajectory_size: if > 0, also return the label map predicted at each of
+      the first `trajectory_size` steps (Fig. 11); static buffer for XLA.
+    encoded: the encoder output, if the caller already has it (streaming video
+      reuses nothing across frames, but a benchmark may time the parts).
+
+  Returns:
+    dict with `label_map` int32 `[B, h, w, 2]` (class, instance), `x0` float32
+    `[B, h, w, bits]` (last analog prediction) and, with `trajectory_size`,
+    `trajectory` int32 `[trajectory_size, B, h, w, 2]` (zeros past `num_steps`).
+  """
+  if encoded is None:
+    encoded = model.encode(images, training=False)
+  batch = tf.shape(images)[0]
+  num_bits = sum(model.n_bits)
+  height, width = mask_size
+  x_t = tf.random.stateless_normal([batch, height, width, num_bits], seed=seed)
+  past_bits = None
+  if past_label_maps is not None:
+    past_bits = model.past_bits(past_label_maps)
+  t_now_all, t_next_all = diffusion.sampling_times(num_steps, td)
+  num_steps = tf.cast(num_steps, tf.int32)
+
+  def body(step, x_t, x0, trajectory):
+    t_now = t_now_all[step]
+    t_next = t_next_all[step]
+    gamma = tf.fill([batch], model.gamma_fn(t_now))
+    _, x0 = model.denoise(x_t, gamma, encoded, past_bits=past_bits,
+                          training=False)
+    x_t = diffusion.ddim_step(x_t, x0, t_now, t_next, model.b_scale,
+                              model.gamma_fn)
+    if trajectory_size:
+      update = bits_lib.bits_to_label_map(x0, model.n_bits)[tf.newaxis]
+      index = tf.minimum(step, trajectory_size - 1)
+      keep = tf.cast(step < trajectory_size, tf.int32)
+      current = tf.gather(trajectory, index)[tf.newaxis]
+      trajectory = tf.tensor_scatter_nd_update(
+          trajectory, [[index]], keep * update + (1 - keep) * current)
+    return step + 1, x_t, x0, trajectory
+
+  trajectory = tf.zeros(
+      [max(trajectory_size, 1), batch, height, width, len(model.n_bits)],
+      tf.int32)
+  x0 = tf.zeros_like(x_t)
+  _, _, x0, trajectory = tf.while_loop(
+      lambda step, *_: step < num_steps, body,
+      (tf.constant(0), x_t, x0, trajectory))
+  outputs = {'label_map': bits_lib.bits_to_label_map(x0, model.n_bits), 'x0': x0}
+  if trajectory_size:
+    outputs['trajectory'] = trajectory
+  return outputs

@@ -1,0 +1,57 @@
+"""Tests for tasks/postprocess.py (REFERENCE §6 post-processing)."""
+
+import numpy as np
+import tensorflow as tf
+
+from tasks import postprocess
+
+
+def test_majority_class_per_instance_and_min_pixels():
+  classes = np.array([[1, 1, 2, 3],
+                      [1, 5, 5, 3],
+                      [0, 0, 5, 7]])
+  ids = np.array([[4, 4, 4, 9],
+                  [4, 6, 6, 9],
+                  [6, 6, 6, 2]])
+  label_map = np.stack([classes, ids], -1)[None]
+  out = postprocess.majority_class_and_min_pixels(label_map, min_pixels=2).numpy()[0]
+  # id 4: classes 1,1,2,1 -> 1. id 6: 5,5,0,0,5 -> 5 (void never wins over a class).
+  # id 9: 3,3 -> 3. id 2: one pixel < min_pixels -> void.
+  np.testing.assert_array_equal(out[..., 0], [[1, 1, 1, 3], [1, 5, 5, 3], [5, 5, 5, 0]])
+  np.testing.assert_array_equal(out[..., 1], [[4, 4, 4, 9], [4, 6, 6, 9], [6, 6, 6, 0]])
+
+
+def test_instance_zero_and_all_void_segments_become_void():
+  label_map = np.array([[[[3, 0], [0, 5]], [[0, 5], [2, 7]]]])
+  out = postprocess.majority_class_and_min_pixels(label_map).numpy()[0]
+  np.testing.assert_array_equal(out, [[[0, 0], [0, 0]], [[0, 0], [2, 7]]])
+
+
+def test_same_under_xla():
+  rng = np.random.default_rng(0)
+  label_map = tf.constant(rng.integers(0, 8, size=(2, 16, 16, 2)), tf.int32)
+  eager = postprocess.majority_class_and_min_pixels(label_map, 3)
+  compiled = tf.function(postprocess.majority_class_and_min_pixels,
+                         jit_compile=True)(label_map, 3)
+  np.testing.assert_array_equal(eager, compiled)
+
+
+def test_to_original_size_undoes_resize_and_pad():
+  # Original 30x60 image resized to fit 64x64 -> scale 64/60, scaled 32x64, padded.
+  orig = np.zeros((30, 60), np.int32)
+  orig[:, 30:] = 1
+  orig[10:20, 5:15] = 2
+  image_info = np.array([[30, 60], [32, 64], [64 / 60, 64 / 60], [0, 0]], np.float32)
+  # The model's 32x32 mask of the 64x64 canvas: rows 0-15 hold the image.
+  mask = np.full((32, 32, 1), 9, np.int32)
+  ys = np.minimum((np.arange(16) + 0.5) * 2 * 60 / 64, 29).astype(int)
+  xs = np.minimum((np.arange(32) + 0.5) * 2 * 60 / 64, 59).astype(int)
+  mask[:16, :, 0] = orig[ys[:, None], xs[None, :]]
+  back = postprocess.to_original_size(mask, image_info, (64, 64), (32, 32))
+  assert back.shape == (30, 60, 1)
+  assert not np.any(back == 9)  # no padding leaks in.
+  agreement = np.mean(back[..., 0] == orig)
+  assert agreement > 0.9
+  back_tf = postprocess.to_original_size_tf(
+      tf.constant(mask), tf.constant(image_info), (64, 64), (32, 32))
+  np.testing.assert_array_equal(back_tf, back)
