@@ -21,7 +21,7 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
 
   Args:
     model: a `Pix2SeqD` (models/pix2seq_d.py): `encode`, `denoise`, `b_scale`,
-      `n_bits`, `gamma_fn`, `past_bits`.
+      `n_bits`, `gamma_fn`, `past_bits_from_label_maps`.
     images: float32 `[B, H, W, 3]` in [0, 1].
     mask_size: `(h, w)` of the generated mask (static).
     num_steps: int scalar (tensor or Python) number of decoder calls `S`.
@@ -47,7 +47,7 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
   x_t = tf.random.stateless_normal([batch, height, width, num_bits], seed=seed)
   past_bits = None
   if past_label_maps is not None:
-    past_bits = model.past_bits(past_label_maps)
+    past_bits = model.past_bits_from_label_maps(past_label_maps)
   t_now_all, t_next_all = diffusion.sampling_times(num_steps, td)
   num_steps = tf.cast(num_steps, tf.int32)
 

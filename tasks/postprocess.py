@@ -4,15 +4,13 @@
    or stuff, has its own id: REFERENCE §1), so a mask's class channel is made
    consistent per segment.
 2. Segments with fewer than `min_pixels` pixels are dropped (become void).
-3. The mask is cropped to the image's unpadded area (from `image_info`) and
-   resized to the original image size with nearest neighbour.
-Steps 1–2 are static-shape TF (they run inside the compiled sampler graph and
-in the SavedModel); step 3 changes the shape per image and runs on the host for
-evaluation (`to_original_size`) or per image in the SavedModel
-(`to_original_size_tf`).
+3. The mask is mapped back to the original image size with nearest neighbour,
+   padding removed: `data.parsers.label_map_to_original`, the exact inverse of
+   the parsers' geometry (one implementation for evaluation and serving).
+Steps 1–2 are static-shape TF: they run inside the compiled sampler graph and
+in the SavedModel. Step 3 changes the shape per image.
 """
 
-import numpy as np
 import tensorflow as tf
 
 VOID = 0
@@ -59,49 +57,3 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
   new_ids = tf.where(new_classes > VOID, flat_ids, VOID)
   out = tf.stack([new_classes, new_ids], axis=-1)
   return tf.reshape(out, tf.shape(label_map))
-
-
-def valid_mask_region(image_info: np.ndarray, image_size, mask_size):
-  """The `(h, w)` of the mask that covers the unpadded image (rounded up)."""
-  scaled_h, scaled_w = image_info[1]
-  return (int(np.ceil(scaled_h * mask_size[0] / image_size[0] - 1e-6)),
-          int(np.ceil(scaled_w * mask_size[1] / image_size[1] - 1e-6)))
-
-
-def to_original_size(label_map: np.ndarray, image_info: np.ndarray,
-                     image_size, mask_size) -> np.ndarray:
-  """Undoes resize + pad for one image with nearest neighbour (numpy, host side).
-
-  Args:
-    label_map: int `[h, w, C]` at mask size.
-    image_info: float `[4, 2]` (original size, scaled size, scale, offset) as
-      produced by the eval parser (offset is 0 for eval: resize + pad only).
-    image_size: `(H, W)` the model's input size.
-    mask_size: `(h, w)`.
-
-  Returns:
-    int32 `[orig_h, orig_w, C]`.
-  """
-  orig_h, orig_w = (int(round(v)) for v in image_info[0])
-  scaled_h, scaled_w = image_info[1]
-  # Centre of each original pixel, mapped into mask coordinates.
-  ys = (np.arange(orig_h) + 0.5) * (scaled_h / orig_h) * (mask_size[0] / image_size[0])
-  xs = (np.arange(orig_w) + 0.5) * (scaled_w / orig_w) * (mask_size[1] / image_size[1])
-  ys = np.clip(np.floor(ys).astype(np.int64), 0, label_map.shape[0] - 1)
-  xs = np.clip(np.floor(xs).astype(np.int64), 0, label_map.shape[1] - 1)
-  return np.asarray(label_map)[ys[:, None], xs[None, :]].astype(np.int32)
-
-
-def to_original_size_tf(label_map: tf.Tensor, image_info: tf.Tensor,
-                        image_size, mask_size) -> tf.Tensor:
-  """The same as `to_original_size` in TF for one image (used by the SavedModel)."""
-  image_info = tf.cast(image_info, tf.float32)
-  orig = tf.cast(tf.round(image_info[0]), tf.int32)
-  scaled = image_info[1]
-  ratio_h = scaled[0] / tf.cast(orig[0], tf.float32) * (mask_size[0] / image_size[0])
-  ratio_w = scaled[1] / tf.cast(orig[1], tf.float32) * (mask_size[1] / image_size[1])
-  ys = (tf.range(orig[0], dtype=tf.float32) + 0.5) * ratio_h
-  xs = (tf.range(orig[1], dtype=tf.float32) + 0.5) * ratio_w
-  ys = tf.clip_by_value(tf.cast(tf.floor(ys), tf.int32), 0, tf.shape(label_map)[0] - 1)
-  xs = tf.clip_by_value(tf.cast(tf.floor(xs), tf.int32), 0, tf.shape(label_map)[1] - 1)
-  return tf.gather(tf.gather(label_map, ys, axis=0), xs, axis=1)

@@ -24,7 +24,7 @@ class OracleModel:
     del training
     return {'tokens': tf.zeros([tf.shape(images)[0], 1, 1])}
 
-  def past_bits(self, past_label_maps):
+  def past_bits_from_label_maps(self, past_label_maps):
     raise AssertionError('not a video model')
 
   def denoise(self, x_t, gamma, encoded, past_bits=None, training=False):

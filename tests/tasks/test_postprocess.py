@@ -34,24 +34,3 @@ def test_same_under_xla():
   compiled = tf.function(postprocess.majority_class_and_min_pixels,
                          jit_compile=True)(label_map, 3)
   np.testing.assert_array_equal(eager, compiled)
-
-
-def test_to_original_size_undoes_resize_and_pad():
-  # Original 30x60 image resized to fit 64x64 -> scale 64/60, scaled 32x64, padded.
-  orig = np.zeros((30, 60), np.int32)
-  orig[:, 30:] = 1
-  orig[10:20, 5:15] = 2
-  image_info = np.array([[30, 60], [32, 64], [64 / 60, 64 / 60], [0, 0]], np.float32)
-  # The model's 32x32 mask of the 64x64 canvas: rows 0-15 hold the image.
-  mask = np.full((32, 32, 1), 9, np.int32)
-  ys = np.minimum((np.arange(16) + 0.5) * 2 * 60 / 64, 29).astype(int)
-  xs = np.minimum((np.arange(32) + 0.5) * 2 * 60 / 64, 59).astype(int)
-  mask[:16, :, 0] = orig[ys[:, None], xs[None, :]]
-  back = postprocess.to_original_size(mask, image_info, (64, 64), (32, 32))
-  assert back.shape == (30, 60, 1)
-  assert not np.any(back == 9)  # no padding leaks in.
-  agreement = np.mean(back[..., 0] == orig)
-  assert agreement > 0.9
-  back_tf = postprocess.to_original_size_tf(
-      tf.constant(mask), tf.constant(image_info), (64, 64), (32, 32))
-  np.testing.assert_array_equal(back_tf, back)
