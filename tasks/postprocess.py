@@ -18,16 +18,19 @@ VOID = 0
 
 def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
                                   num_ids: int = 256,
-                                  num_classes: int = 256) -> tf.Tensor:
+                                  num_classes: int = 256,
+                                  num_valid_classes: int = 0) -> tf.Tensor:
   """Gives each instance id its majority class and drops small segments.
 
   Args:
     label_map: int `[B, h, w, 2]` (class, instance id) as sampled.
     min_pixels: segments with fewer pixels become void (REFERENCE §6: 80 for
-      COCO/Cityscapes, 10 for DAVIS). Void pixels (class 0) are not counted
-      for the majority unless the segment is entirely void.
+      COCO/Cityscapes, 10 for DAVIS). Void pixels (class 0) do not vote for
+      the majority; a segment with no voting pixel is void.
     num_ids: exclusive bound of instance ids (2**instance bits).
     num_classes: exclusive bound of class ids (2**class bits).
+    num_valid_classes: the dataset's class count C; predicted classes above C
+      (possible with 8 class bits) do not vote, like void. 0 = all valid.
 
   Returns:
     int32 `[B, h, w, 2]`; pixels with instance id 0, with a void majority, or
@@ -47,10 +50,13 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
   histogram = tf.reshape(histogram, [batch, num_ids, num_classes])
   sizes = tf.reduce_sum(histogram, axis=-1)  # [B, num_ids]
   # Prefer any real class over void; an all-void segment stays void.
-  non_void = tf.concat([tf.fill([batch, num_ids, 1], -1.0), histogram[..., 1:]],
-                       axis=-1)
-  majority = tf.argmax(non_void, axis=-1, output_type=tf.int32)
-  majority = tf.where(tf.reduce_sum(histogram[..., 1:], -1) > 0, majority, VOID)
+  votes = tf.range(num_classes) > 0
+  if num_valid_classes:
+    votes &= tf.range(num_classes) <= num_valid_classes
+  counted = tf.where(votes, histogram, 0.0)
+  majority = tf.argmax(tf.where(votes, histogram, -1.0), axis=-1,
+                       output_type=tf.int32)
+  majority = tf.where(tf.reduce_sum(counted, -1) > 0, majority, VOID)
   keep = (sizes >= float(min_pixels)) & (tf.range(num_ids) > 0)[tf.newaxis]
   majority = tf.where(keep, majority, VOID)
   new_classes = tf.gather(majority, flat_ids, batch_dims=1)

@@ -34,3 +34,11 @@ def test_same_under_xla():
   compiled = tf.function(postprocess.majority_class_and_min_pixels,
                          jit_compile=True)(label_map, 3)
   np.testing.assert_array_equal(eager, compiled)
+
+
+def test_classes_outside_the_dataset_do_not_vote():
+  label_map = np.array([[[[9, 3], [9, 3]], [[2, 3], [9, 4]]]])
+  out = postprocess.majority_class_and_min_pixels(
+      label_map, num_valid_classes=5).numpy()[0]
+  # id 3: votes 9, 9 (invalid) and 2 -> 2. id 4: only an invalid class -> void.
+  np.testing.assert_array_equal(out, [[[2, 3], [2, 3]], [[2, 3], [0, 0]]])

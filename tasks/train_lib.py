@@ -1,0 +1,231 @@
+"""Experiments: build everything from gin, then train / evaluate with orbit (issue 5).
+
+Gin says what to build (the model, datasets, optimizer, schedule); the caller
+(`tools/train.py`) says where and how to run (model directory, strategy, mode).
+Checkpoints hold the model, optimizer, EMA, step and the input iterator's
+position, so a killed run restarts exactly where its last checkpoint was.
+`init_checkpoint` starts a new run from part of another run (staged schedule:
+stage 2 from stage 1, the decoder from unconditional pretraining).
+"""
+
+import os
+import sys
+from typing import Optional, Sequence
+
+from absl import logging
+import gin
+import keras
+import orbit
+import tensorflow as tf
+
+from data import pipeline
+from models import pix2seq_d
+from tasks import config
+from tasks import optim
+from tasks import trainer as trainer_lib
+
+MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
+
+# What `init_checkpoint` restores: names of the model parts, with or without EMA.
+INIT_PARTS = ('model_and_ema', 'model', 'encoder', 'decoder')
+
+
+def _dataset_fn(scope: str, global_batch_size: int, is_training: bool,
+                seed: Optional[int] = None):
+  """A `dataset_fn(input_context)` building the gin-scoped `build_dataset`."""
+
+  def dataset_fn(input_context=None):
+    with gin.config_scope(scope):
+      return pipeline.build_dataset(
+          global_batch_size=global_batch_size, is_training=is_training,
+          input_context=input_context, seed=seed)
+
+  return dataset_fn
+
+
+def _worker_dirs(model_dir: str, strategy) -> tuple:
+  """`(checkpoint_dir, summary_dir or None, is_chief)` of this worker.
+
+  Under MultiWorkerMirroredStrategy every worker takes part in saving (the
+  variables' values are gathered collectively), but only the chief's files are
+  the run's: the others write to a scratch folder inside model_dir.
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  task_type = getattr(resolver, 'task_type', None)
+  task_id = getattr(resolver, 'task_id', None) or 0
+  is_chief = task_type in (None, 'chief') or (task_type == 'worker' and task_id == 0
+                                              and 'chief' not in (
+                                                  resolver.cluster_spec().jobs))
+  if is_chief:
+    return model_dir, model_dir, True
+  return os.path.join(model_dir, f'.{task_type}_{task_id}'), None, False
+
+
+def restore_init_checkpoint(path: str, parts: str, model, ema) -> None:
+  """Restores part of another run's checkpoint into a freshly built model.
+
+  Args:
+    path: a checkpoint prefix or a directory (its latest checkpoint is used).
+    parts: one of INIT_PARTS: 'model_and_ema' (weights and their EMA shadow,
+      no optimizer state), 'model' (weights only), 'encoder', 'decoder'.
+    model: the built `Pix2SeqD`.
+    ema: the model's EMA, or None.
+
+  Raises:
+    ValueError: unknown `parts`, or no checkpoint at `path`.
+  """
+  if parts not in INIT_PARTS:
+    raise ValueError(f'init_checkpoint_parts={parts!r} is not one of {INIT_PARTS}.')
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+      raise ValueError(f'init_checkpoint: no checkpoint found in {path}.')
+    path = latest
+  if parts in ('encoder', 'decoder'):
+    part = getattr(model, parts)
+    if part is None:
+      raise ValueError(f'init_checkpoint_parts={parts!r} but the model has no {parts}.')
+    tree = tf.train.Checkpoint(model=tf.train.Checkpoint(**{parts: part}))
+  elif parts == 'model_and_ema' and ema is not None:
+    tree = tf.train.Checkpoint(model=model, ema=ema)
+  else:
+    tree = tf.train.Checkpoint(model=model)
+  status = tree.read(path)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  logging.info('Initialised %s from %s.', parts, path)
+
+
+@gin.configurable(denylist=['model_dir', 'mode', 'strategy'])
+def run_experiment(model_dir: str,
+                   mode: str,
+                   strategy: tf.distribute.Strategy,
+                   train_steps: int = gin.REQUIRED,
+                   global_batch_size: int = gin.REQUIRED,
+                   eval_batch_size: Optional[int] = None,
+                   steps_per_loop: int = 100,
+                   checkpoint_interval: int = 1000,
+                   max_checkpoints: int = 3,
+                   summary_interval: Optional[int] = None,
+                   clip_norm: float = 1.0,
+                   seed: int = 0,
+                   jit_compile: bool = True,
+                   init_checkpoint: Optional[str] = None,
+                   init_checkpoint_parts: str = 'model_and_ema',
+                   eval_steps: Optional[int] = None,
+                   eval_timeout: Optional[int] = None,
+                   argv: Sequence[str] = ()) -> dict:
+  """Runs one experiment; everything not named here comes from gin.
+
+  Args:
+    model_dir: where checkpoints, summaries, the run record and eval outputs go.
+    mode: one of MODES.
+    strategy: the distribution strategy (tasks/distribute.py).
+    train_steps: total training steps of this run.
+    global_batch_size: training examples per step over all replicas.
+    eval_batch_size: evaluation examples per step (default: global_batch_size).
+    steps_per_loop: steps inside one `tf.function` call (and per progress line).
+    checkpoint_interval: steps between checkpoints.
+    max_checkpoints: checkpoints kept.
+    summary_interval: steps between TensorBoard scalars (default steps_per_loop).
+    clip_norm: global gradient-norm clip of the all-reduced gradient.
+    seed: seed of the model's initialisation, the data order, the
+      augmentation and the diffusion noise.
+    jit_compile: XLA-compile the forward/backward pass.
+    init_checkpoint: a checkpoint (or directory) to start from when model_dir
+      has none (the staged schedule).
+    init_checkpoint_parts: what to take from it (INIT_PARTS).
+    eval_steps: evaluation batches (default: the whole eval set).
+    eval_timeout: seconds `continuous_eval` waits for a new checkpoint.
+    argv: the command line, recorded in model_dir.
+
+  Returns:
+    The last training outputs and/or evaluation metrics.
+  """
+  if mode not in MODES:
+    raise ValueError(f'--mode={mode!r} is not one of {list(MODES)}.')
+  keras.utils.set_random_seed(seed)
+  summary_interval = summary_interval or steps_per_loop
+  eval_batch_size = eval_batch_size or global_batch_size
+  results = {}
+
+  with strategy.scope():
+    model = pix2seq_d.build_model()
+    ema = pix2seq_d.build_ema(model)
+    optimizer = optim.build_optimizer(total_steps=train_steps)
+    optimizer.build(model.trainable_variables)
+    global_step = orbit.utils.create_global_step()
+
+  trainer = None
+  if mode in ('train', 'train_and_eval'):
+    train_dataset = strategy.distribute_datasets_from_function(
+        _dataset_fn('train', global_batch_size, is_training=True, seed=seed))
+    with strategy.scope():
+      trainer = trainer_lib.Pix2SeqDTrainer(
+          model=model, optimizer=optimizer, ema=ema, strategy=strategy,
+          train_dataset=train_dataset, global_batch_size=global_batch_size,
+          total_steps=train_steps, clip_norm=clip_norm, seed=seed,
+          jit_compile=jit_compile, global_step=global_step)
+    checkpoint = tf.train.Checkpoint(**trainer.checkpoint_items())
+  else:
+    items = dict(model=model, optimizer=optimizer, global_step=global_step)
+    if ema is not None:
+      items['ema'] = ema
+    checkpoint = tf.train.Checkpoint(**items)
+
+  evaluator = None
+  if mode != 'train':
+    from tasks import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
+    evaluator = evaluator_lib.build_evaluator(
+        model=model, ema=ema, strategy=strategy, model_dir=model_dir,
+        eval_batch_size=eval_batch_size,
+        dataset_fn=_dataset_fn('eval', eval_batch_size, is_training=False),
+        global_step=global_step)
+
+  checkpoint_dir, summary_root, is_chief = _worker_dirs(model_dir, strategy)
+  manager = tf.train.CheckpointManager(
+      checkpoint, directory=checkpoint_dir, max_to_keep=max_checkpoints,
+      step_counter=global_step, checkpoint_interval=checkpoint_interval)
+
+  if mode in ('train', 'train_and_eval'):
+    if manager.latest_checkpoint is None and init_checkpoint:
+      restore_init_checkpoint(init_checkpoint, init_checkpoint_parts, model, ema)
+    if is_chief:
+      config.save_run_record(model_dir, argv or sys.argv)
+
+  controller = orbit.Controller(
+      strategy=strategy, trainer=trainer, evaluator=evaluator,
+      global_step=global_step, steps_per_loop=steps_per_loop,
+      checkpoint_manager=manager, summary_interval=summary_interval,
+      summary_dir=(os.path.join(summary_root, 'train')
+                   if trainer and summary_root else None),
+      eval_summary_dir=(os.path.join(summary_root, 'eval')
+                        if evaluator and summary_root else None))
+
+  if trainer is not None and not trainer.iterator_checkpointable:
+    start_step = int(global_step.numpy())
+    if start_step:
+      # The distributed iterator's position is not in the checkpoint: continue
+      # with a fresh data order seeded by the step, not a replay of the start.
+      logging.warning('Resuming at step %d with the data reseeded (seed %d + '
+                      'step): distributed iterators are not checkpointable.',
+                      start_step, seed)
+      trainer.reset_dataset(strategy.distribute_datasets_from_function(
+          _dataset_fn('train', global_batch_size, is_training=True,
+                      seed=seed + start_step)))
+
+  if mode == 'train':
+    controller.train(steps=train_steps)
+  elif mode == 'train_and_eval':
+    controller.train_and_evaluate(train_steps=train_steps,
+                                  eval_steps=eval_steps or -1,
+                                  eval_interval=checkpoint_interval)
+    results['eval'] = evaluator.last_metrics
+  elif mode == 'eval':
+    results['eval'] = controller.evaluate(steps=eval_steps or -1)
+  else:
+    controller.evaluate_continuously(steps=eval_steps or -1,
+                                     timeout=eval_timeout)
+    results['eval'] = evaluator.last_metrics
+  results['global_step'] = int(global_step.numpy())
+  return results

@@ -1,0 +1,200 @@
+"""The training step of Algorithm 1 at scale: an orbit trainer over `tf.distribute`.
+
+One step, per replica:
+1. draw `t ~ U(0, 1)` and `eps ~ N(0, I)` per example from a stateless RNG keyed
+   by (seed, step, global example index), so the same data and seed give the
+   same loss under any strategy and any number of replicas, and a resumed run
+   draws exactly what an uninterrupted one would;
+2. forward + backward, XLA-compiled (`jit_compile`); the loss of each replica is
+   its local mean divided by the number of replicas, so the summed gradients
+   are the global-batch mean;
+3. all-reduce the gradients, clip them by their GLOBAL norm (the optimizer's own
+   `global_clipnorm` would clip each replica's part separately under
+   MirroredStrategy), apply with AdamW, update the EMA.
+Steps 3 runs outside XLA: compiling `apply_gradients` fails under
+MirroredStrategy (DEVELOPERS.md, "Known pitfalls").
+"""
+
+import time
+from typing import Optional
+
+from absl import logging
+import orbit
+import tensorflow as tf
+
+from tasks import optim
+
+
+class Pix2SeqDTrainer(orbit.StandardTrainer):
+  """Trains a `Pix2SeqD` model (models/pix2seq_d.py) with `steps_per_loop` steps per call.
+
+  Attributes:
+    global_step: the run's step counter (int64 tf.Variable), saved in checkpoints.
+  """
+
+  def __init__(self, *, model, optimizer, ema, strategy: tf.distribute.Strategy,
+               train_dataset, global_batch_size: int, total_steps: int,
+               clip_norm: float = 1.0, seed: int = 0, jit_compile: bool = True,
+               global_step: Optional[tf.Variable] = None):
+    """Builds the trainer; create it inside `strategy.scope()`.
+
+    Args:
+      model: a built `Pix2SeqD` (has `compute_loss` and `trainable_variables`).
+      optimizer: a Keras optimizer (tasks/optim.py).
+      ema: the model's EMA (models/ema.py) or None.
+      strategy: the distribution strategy the model was built under.
+      train_dataset: a distributed dataset of `(inputs, labels)`.
+      global_batch_size: examples per step over all replicas.
+      total_steps: the run's length (for the progress line's ETA).
+      clip_norm: global gradient-norm clip (REFERENCE §5: 1.0); 0 disables.
+      seed: seed of the per-example noise.
+      jit_compile: XLA-compile the forward/backward pass.
+      global_step: the step variable; created if not given.
+    """
+    self.model = model
+    self.optimizer = optimizer
+    self.ema = ema
+    self.strategy = strategy
+    self.global_batch_size = global_batch_size
+    self.total_steps = total_steps
+    self.clip_norm = clip_norm
+    self.seed = seed
+    self.global_step = (global_step if global_step is not None else
+                        orbit.utils.create_global_step())
+    self._loss_sum = _first_replica_variable('loss_sum', tf.float32)
+    self._grad_norm_sum = _first_replica_variable('grad_norm_sum', tf.float32)
+    self._steps_in_loop = _first_replica_variable('steps_in_loop', tf.int64)
+    self._forward_backward = tf.function(self._forward_backward_fn,
+                                         jit_compile=jit_compile)
+    self._loop_start_time = None
+    self._loop_start_step = None
+    self._run_start_time = time.time()
+    super().__init__(train_dataset, options=orbit.StandardTrainerOptions(
+        use_tf_while_loop=True))
+    # Created now (not lazily by orbit) so that checkpoints can include it.
+    self._train_iter = iter(self.train_dataset)
+    # Single-device iterators are checkpointable (exact resume of the data
+    # order); tf.distribute's DistributedIterator is not in TF 2.20, so the
+    # caller reseeds the data instead (tasks/train_lib.py).
+    self.iterator_checkpointable = isinstance(
+        self._train_iter, tf.__internal__.tracking.Trackable)
+    optim.exclude_from_weight_decay(optimizer, model.trainable_variables)
+
+  def reset_dataset(self, train_dataset) -> None:
+    """Replaces the training data (a resumed distributed run reseeds it)."""
+    self.train_dataset = train_dataset
+    self._train_iter = iter(train_dataset)
+
+  def checkpoint_items(self) -> dict:
+    """What a training checkpoint holds: model, optimizer, EMA, step, data position."""
+    items = dict(model=self.model, optimizer=self.optimizer,
+                 global_step=self.global_step)
+    if self.iterator_checkpointable:
+      items['train_iterator'] = self._train_iter
+    if self.ema is not None:
+      items['ema'] = self.ema
+    return items
+
+  def train_loop_begin(self):
+    self._loss_sum.assign(0.0)
+    self._grad_norm_sum.assign(0.0)
+    self._steps_in_loop.assign(0)
+    self._loop_start_time = time.time()
+    self._loop_start_step = int(self.global_step.numpy())
+
+  def train_step(self, iterator):
+    inputs, labels = next(iterator)
+    self.strategy.run(self._replica_step, args=(inputs, labels))
+
+  def _draw_noise(self, label_map):
+    """Per-example `t [B]` and `eps [B, h, w, bits]`, independent of sharding."""
+    context = tf.distribute.get_replica_context()
+    local_batch = label_map.shape[0]
+    first = tf.cast(context.replica_id_in_sync_group, tf.int64) * local_batch
+    indices = first + tf.range(local_batch, dtype=tf.int64)
+    step = tf.cast(self.global_step, tf.int64)
+    bits_shape = label_map.shape[1:3] + [sum(self.model.n_bits)]
+
+    def one_example(index):
+      seed = tf.stack([tf.cast(self.seed, tf.int64) * 1000003 + step, index])
+      seeds = tf.random.experimental.stateless_split(seed, 2)
+      t = tf.random.stateless_uniform([], seed=seeds[0])
+      eps = tf.random.stateless_normal(bits_shape, seed=seeds[1])
+      return t, eps
+
+    return tf.map_fn(one_example, indices,
+                     fn_output_signature=(tf.float32, tf.float32))
+
+  def _forward_backward_fn(self, images, label_map, past_label_maps, t, noise):
+    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    variables = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      loss, _ = self.model.compute_loss(
+          images, label_map, past_label_maps=past_label_maps, t=t, noise=noise,
+          training=True)
+      scaled_loss = loss / num_replicas
+    grads = tape.gradient(scaled_loss, variables)
+    return loss, grads
+
+  def _replica_step(self, inputs, labels):
+    context = tf.distribute.get_replica_context()
+    num_replicas = context.num_replicas_in_sync
+    t, noise = self._draw_noise(labels['label_map'])
+    # Only tensors the model uses enter the compiled function (XLA takes no strings).
+    loss, grads = self._forward_backward(
+        inputs['images'], labels['label_map'], inputs.get('past_label_maps'),
+        t, noise)
+    grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grad_norm = tf.linalg.global_norm(grads)
+    if self.clip_norm:
+      grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=grad_norm)
+    # The optimizer sums over replicas again (Keras 3 all-reduces inside
+    # apply_gradients): hand it 1/N of the already-reduced gradient.
+    grads = [g / num_replicas for g in grads]
+    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+    if self.ema is not None:
+      self.ema.update()
+    mean_loss = context.all_reduce(tf.distribute.ReduceOp.MEAN, loss)
+    self._loss_sum.assign_add(mean_loss)
+    self._grad_norm_sum.assign_add(grad_norm)
+    self._steps_in_loop.assign_add(1)
+    self.global_step.assign_add(1)
+
+  def train_loop_end(self):
+    steps = max(int(self._steps_in_loop.numpy()), 1)
+    loss = float(self._loss_sum.numpy()) / steps
+    step = int(self.global_step.numpy())
+    if not tf.math.is_finite(loss):
+      raise FloatingPointError(
+          f'training loss is {loss} at step {step}; stopping. The last good '
+          'checkpoint in the model directory is kept; lower the learning '
+          'rate or check the data before resuming.')
+    elapsed = max(time.time() - self._loop_start_time, 1e-9)
+    steps_per_sec = (step - self._loop_start_step) / elapsed
+    learning_rate = self.optimizer.learning_rate
+    if callable(learning_rate):
+      learning_rate = learning_rate(self.optimizer.iterations)
+    remaining = max(self.total_steps - step, 0)
+    eta = remaining / steps_per_sec if steps_per_sec > 0 else float('inf')
+    logging.info('step %d/%d  loss %.4f  %.2f steps/s  %.1f examples/s  ETA %s',
+                 step, self.total_steps, loss, steps_per_sec,
+                 steps_per_sec * self.global_batch_size, _format_seconds(eta))
+    return {
+        'loss': loss,
+        'learning_rate': float(learning_rate),
+        'grad_norm': float(self._grad_norm_sum.numpy()) / steps,
+        'steps_per_second': steps_per_sec,
+        'examples_per_second': steps_per_sec * self.global_batch_size,
+    }
+
+
+def _first_replica_variable(name, dtype):
+  return tf.Variable(tf.zeros([], dtype), name=name, trainable=False,
+                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def _format_seconds(seconds: float) -> str:
+  if seconds == float('inf'):
+    return '?'
+  seconds = int(seconds)
+  return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
