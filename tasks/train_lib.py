@@ -21,6 +21,7 @@ import tensorflow as tf
 from data import pipeline
 from models import pix2seq_d
 from tasks import config
+from tasks import evaluator as evaluator_lib
 from tasks import optim
 from tasks import trainer as trainer_lib
 
@@ -114,6 +115,7 @@ def run_experiment(model_dir: str,
                    init_checkpoint_parts: str = 'model_and_ema',
                    eval_steps: Optional[int] = None,
                    eval_timeout: Optional[int] = None,
+                   evaluator_builder=None,
                    argv: Sequence[str] = ()) -> dict:
   """Runs one experiment; everything not named here comes from gin.
 
@@ -137,6 +139,9 @@ def run_experiment(model_dir: str,
     init_checkpoint_parts: what to take from it (INIT_PARTS).
     eval_steps: evaluation batches (default: the whole eval set).
     eval_timeout: seconds `continuous_eval` waits for a new checkpoint.
+    evaluator_builder: builds the evaluator (default: the panoptic PQ one,
+      `tasks.evaluator.build_evaluator`; video experiments bind
+      `@build_video_evaluator`).
     argv: the command line, recorded in model_dir.
 
   Returns:
@@ -175,8 +180,7 @@ def run_experiment(model_dir: str,
 
   evaluator = None
   if mode != 'train':
-    from tasks import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
-    evaluator = evaluator_lib.build_evaluator(
+    evaluator = (evaluator_builder or evaluator_lib.build_evaluator)(
         model=model, ema=ema, strategy=strategy, model_dir=model_dir,
         eval_batch_size=eval_batch_size,
         dataset_fn=_dataset_fn('eval', eval_batch_size, is_training=False),
