@@ -78,6 +78,11 @@ class EMA(tf.Module):
       shadow.assign(value)
     return _SwapBack(self)
 
+  def copy_from_model(self) -> None:
+    """Restarts the averages at the model's current values (after a partial init)."""
+    for shadow, variable in zip(self.shadow_variables, self._model_variables):
+      shadow.assign(variable.value)
+
   def copy_to_model(self) -> None:
     """Overwrites the model's variables with the averages (e.g. before a final export)."""
     for variable, shadow in zip(self._model_variables, self.shadow_variables):

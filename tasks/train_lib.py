@@ -23,12 +23,16 @@ from models import pix2seq_d
 from tasks import config
 from tasks import evaluator as evaluator_lib
 from tasks import optim
+from tasks import partial_restore
 from tasks import trainer as trainer_lib
 
 MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
 
-# What `init_checkpoint` restores: names of the model parts, with or without EMA.
-INIT_PARTS = ('model_and_ema', 'model', 'encoder', 'decoder')
+# What `init_checkpoint` restores: the whole model (strict), with or without its
+# EMA, or parts whose variables are restored where path and shape match
+# (tasks/partial_restore.py).
+INIT_PARTS = ('model_and_ema', 'model', 'encoder', 'decoder',
+              'encoder_and_decoder')
 
 
 def _dataset_fn(scope: str, global_batch_size: int, is_training: bool,
@@ -68,7 +72,11 @@ def restore_init_checkpoint(path: str, parts: str, model, ema) -> None:
   Args:
     path: a checkpoint prefix or a directory (its latest checkpoint is used).
     parts: one of INIT_PARTS: 'model_and_ema' (weights and their EMA shadow,
-      no optimizer state), 'model' (weights only), 'encoder', 'decoder'.
+      no optimizer state), 'model' (weights only), or 'encoder', 'decoder',
+      'encoder_and_decoder': every variable of the part whose path and shape
+      match (stage 1's decoder from the unconditional prior, which has no
+      image inputs; a video model from an image model). The EMA of a
+      partially restored model starts from the restored weights.
     model: the built `Pix2SeqD`.
     ema: the model's EMA, or None.
 
@@ -82,12 +90,17 @@ def restore_init_checkpoint(path: str, parts: str, model, ema) -> None:
     if latest is None:
       raise ValueError(f'init_checkpoint: no checkpoint found in {path}.')
     path = latest
-  if parts in ('encoder', 'decoder'):
-    part = getattr(model, parts)
-    if part is None:
-      raise ValueError(f'init_checkpoint_parts={parts!r} but the model has no {parts}.')
-    tree = tf.train.Checkpoint(model=tf.train.Checkpoint(**{parts: part}))
-  elif parts == 'model_and_ema' and ema is not None:
+  if parts in ('encoder', 'decoder', 'encoder_and_decoder'):
+    for name in parts.split('_and_'):
+      part = getattr(model, name)
+      if part is None:
+        raise ValueError(f'init_checkpoint_parts={parts!r} but the model has no '
+                         f'{name}.')
+      partial_restore.restore_matching(path, part, ('model', name))
+    if ema is not None:
+      ema.copy_from_model()
+    return
+  if parts == 'model_and_ema' and ema is not None:
     tree = tf.train.Checkpoint(model=model, ema=ema)
   else:
     tree = tf.train.Checkpoint(model=model)

@@ -1,0 +1,121 @@
+"""Restore the variables of one part of a model that match another run's checkpoint.
+
+The staged schedule (REFERENCE §5) starts a model from parts of models that are
+not the same shape: stage 1's decoder from the unconditional pretraining (whose
+decoder has no image channels and no cross-attention), the DAVIS video model
+from the image model (whose decoder input has no past-frame channels). A plain
+`tf.train.Checkpoint` restore stops at the first shape mismatch. Here variables
+are paired by their path in the object graph (`model/decoder/conv_in/kernel`):
+those present in both with the same shape are restored, the others keep their
+initialisation and are listed.
+
+How: write the target part to a scratch checkpoint (its object graph gives each
+variable's path and key), build a checkpoint with the same keys whose values
+come from the source wherever the path and shape match, and read that back
+into the target with the ordinary restore.
+"""
+
+import os
+import tempfile
+from typing import Dict, Sequence, Tuple
+
+from absl import logging
+import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
+
+
+def _object_graph(reader) -> trackable_object_graph_pb2.TrackableObjectGraph:
+  graph = trackable_object_graph_pb2.TrackableObjectGraph()
+  graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+  return graph
+
+
+def variable_keys(reader, prefix: Sequence[str]) -> Dict[str, str]:
+  """Maps each variable's path below `prefix` to its key in the checkpoint.
+
+  Args:
+    reader: a `tf.train.load_checkpoint` reader.
+    prefix: child names from the root to the part, e.g. ('model', 'decoder').
+
+  Returns:
+    `{'conv_in/kernel': 'optimizer/_trainable_variables/3/.ATTRIBUTES/...'}`.
+
+  Raises:
+    ValueError: the prefix is not in the checkpoint.
+  """
+  graph = _object_graph(reader)
+  node_id = 0
+  for name in prefix:
+    children = {c.local_name: c.node_id for c in graph.nodes[node_id].children}
+    if name not in children:
+      raise ValueError(f'the checkpoint has no {"/".join(prefix)!r} (at {name!r} '
+                       f'found only {sorted(children)}).')
+    node_id = children[name]
+  keys = {}
+  stack = [(node_id, '')]
+  visited = set()
+  while stack:
+    node_id, path = stack.pop()
+    if node_id in visited:
+      continue
+    visited.add(node_id)
+    node = graph.nodes[node_id]
+    for attribute in node.attributes:
+      if attribute.name == 'VARIABLE_VALUE':
+        keys[path] = attribute.checkpoint_key
+    for child in node.children:
+      stack.append((child.node_id, f'{path}/{child.local_name}'.lstrip('/')))
+  return keys
+
+
+def restore_matching(source_path: str, target: tf.Module,
+                     prefix: Sequence[str]) -> Tuple[list, list]:
+  """Restores `target` (reached by `prefix` in both checkpoints) from `source_path`.
+
+  Args:
+    source_path: a checkpoint prefix (not a directory).
+    target: the part to fill, e.g. `model.decoder`.
+    prefix: the part's path from the checkpoint root, e.g. ('model', 'decoder').
+
+  Returns:
+    `(restored, skipped)` lists of variable paths; skipped ones are missing in
+    the source or differ in shape, and keep their initial values.
+  """
+  source = tf.train.load_checkpoint(source_path)
+  source_keys = variable_keys(source, prefix)
+  source_shapes = source.get_variable_to_shape_map()
+
+  tree = tf.train.Checkpoint()
+  node = tree
+  for name in prefix[:-1]:
+    child = tf.train.Checkpoint()
+    setattr(node, name, child)
+    node = child
+  setattr(node, prefix[-1], target)
+
+  with tempfile.TemporaryDirectory() as scratch:
+    written = tree.write(os.path.join(scratch, 'target'))
+    current = tf.train.load_checkpoint(written)
+    target_keys = variable_keys(current, prefix)
+    names, tensors, restored, skipped = [OBJECT_GRAPH_KEY], [
+        current.get_tensor(OBJECT_GRAPH_KEY)], [], []
+    for path, key in sorted(target_keys.items()):
+      source_key = source_keys.get(path)
+      if (source_key is not None and
+          source_shapes[source_key] == current.get_variable_to_shape_map()[key]):
+        tensors.append(source.get_tensor(source_key))
+        restored.append(path)
+      else:
+        tensors.append(current.get_tensor(key))
+        skipped.append(path)
+      names.append(key)
+    merged = os.path.join(scratch, 'merged')
+    tf.raw_ops.SaveV2(prefix=merged, tensor_names=names,
+                      shape_and_slices=[''] * len(names), tensors=tensors)
+    tree.read(merged).assert_existing_objects_matched()
+  logging.info('Restored %d variables of %s from %s; kept the initial values '
+               'of %d: %s', len(restored), '/'.join(prefix), source_path,
+               len(skipped), ', '.join(skipped[:20]))
+  return restored, skipped
