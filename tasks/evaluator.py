@@ -23,6 +23,7 @@ from data import parsers
 from data import records
 from models import sampler
 from tasks import postprocess
+from tasks import visualize
 from tasks.metrics import files
 from tasks.metrics import mean_iou
 from tasks.metrics import panoptic_quality
@@ -35,7 +36,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                global_step: tf.Variable, categories: Sequence[dict],
                image_size, mask_size, num_steps: int = 20, td: float = 2.0,
                min_pixels: int = 80, seed: int = 0,
-               write_predictions: bool = True, jit_compile: bool = True):
+               write_predictions: bool = True, jit_compile: bool = True,
+               num_summary_images: int = 3):
     """Args mirror `build_evaluator`; `dataset` is a distributed eval dataset."""
     self.model = model
     self.ema = ema
@@ -50,6 +52,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self.min_pixels = min_pixels
     self.seed = seed
     self.write_predictions = write_predictions
+    self.num_summary_images = num_summary_images
+    self._summary_pictures = []
     self._last_metrics_json = 'null'
     self._class_to_dataset_id = {c['class_id']: c['id'] for c in self.categories}
     pq_categories = [dict(id=c['class_id'], name=c['name'], isthing=c['isthing'])
@@ -82,6 +86,7 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self._pq.reset()
     self._miou.reset()
     self._annotations = []
+    self._summary_pictures = []
     self._batches = 0
     step = int(self.global_step.numpy())
     self._output_dir = os.path.join(self.model_dir, 'eval', f'step_{step}')
@@ -98,8 +103,11 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self._batches += 1
     predictions = self.strategy.run(self._predict, args=(inputs['images'], offset))
     local = lambda x: self.strategy.experimental_local_results(x)
-    return {'predictions': local(predictions),
-            'labels': tf.nest.map_structure(local, labels)}
+    outputs = {'predictions': local(predictions),
+               'labels': tf.nest.map_structure(local, labels)}
+    if len(self._summary_pictures) < self.num_summary_images:
+      outputs['images'] = local(inputs['images'])
+    return outputs
 
   def eval_reduce(self, state=None, step_outputs=None):
     predictions = step_outputs['predictions']
@@ -110,7 +118,21 @@ class PanopticEvaluator(orbit.StandardEvaluator):
         if 'valid' in replica_labels and not replica_labels['valid'][i]:
           continue
         self._score_one(label_map, {k: v[i] for k, v in replica_labels.items()})
+        if 'images' in step_outputs and (
+            len(self._summary_pictures) < self.num_summary_images):
+          self._summary_pictures.append(self._picture(
+              step_outputs['images'][replica][i].numpy(),
+              replica_labels['label_map'][i], label_map))
     return state
+
+  def _picture(self, image, gt_label_map, label_map):
+    """input | ground truth | prediction, at the model's input size."""
+    size = image.shape[:2]
+    panels = [np.round(image * 255).astype(np.uint8)]
+    for labels in (gt_label_map, label_map):
+      panels.append(visualize.upscale_nearest(
+          visualize.segment_colors(labels, self.categories), size))
+    return visualize.side_by_side(panels)
 
   def _score_one(self, label_map, labels):
     image_info = labels['image_info']
@@ -156,6 +178,16 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                    mean_iou=miou)
     tf.io.gfile.makedirs(self._output_dir)
     files.write_json(os.path.join(self._output_dir, 'metrics.json'), payload)
+    if self._summary_pictures:
+      # Periodic image summaries: input | ground truth | prediction.
+      writer = tf.summary.create_file_writer(
+          os.path.join(self.model_dir, 'eval_images'))
+      with writer.as_default():
+        tf.summary.image('input_groundtruth_prediction',
+                         np.stack(self._summary_pictures),
+                         step=int(self.global_step.numpy()),
+                         max_outputs=self.num_summary_images)
+      writer.close()
     if self.write_predictions:
       dataset_categories = [dict(id=c['id'], name=c['name'], isthing=c['isthing'])
                             for c in self.categories]
@@ -176,7 +208,8 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
                     image_size=gin.REQUIRED, mask_size=gin.REQUIRED,
                     num_steps: int = 20, td: float = 2.0, min_pixels: int = 80,
                     seed: int = 0, write_predictions: bool = True,
-                    jit_compile: bool = True) -> PanopticEvaluator:
+                    jit_compile: bool = True,
+                    num_summary_images: int = 3) -> PanopticEvaluator:
   """Builds the evaluator (gin: `build_evaluator.num_steps = 20`, ...).
 
   Args:
@@ -196,6 +229,8 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
     seed: seed of the initial noise.
     write_predictions: also write COCO panoptic PNG + JSON predictions.
     jit_compile: XLA-compile the sampler.
+    num_summary_images: eval examples shown in TensorBoard (`eval_images/`) as
+      input | ground truth | prediction at each evaluation.
 
   Returns:
     A `PanopticEvaluator`.
@@ -208,4 +243,4 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       categories=records.read_categories(categories_json),
       image_size=image_size, mask_size=mask_size, num_steps=num_steps, td=td,
       min_pixels=min_pixels, seed=seed, write_predictions=write_predictions,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile, num_summary_images=num_summary_images)

@@ -44,6 +44,17 @@ def test_tiny_train_and_eval_writes_checkpoints_record_and_predictions(
   for annotation in predictions['annotations']:
     assert (step_dir / 'panoptic' / annotation['file_name']).exists()
   assert json.loads((step_dir / 'metrics.json').read_text())['step'] == 4
+  # TensorBoard: eval scalars and input | ground truth | prediction pictures.
+  tags = set()
+  for root, _, names in os.walk(tmp_path / 'eval_images'):
+    for name in names:
+      for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+        for value in event.summary.value:
+          tags.add(value.tag)
+          if value.tag == 'input_groundtruth_prediction':
+            picture = tf.image.decode_png(tf.make_ndarray(value.tensor)[2])
+            assert picture.shape[0] == 64 and picture.shape[1] >= 3 * 64
+  assert 'input_groundtruth_prediction' in tags
 
 
 def _loss_history(model_dir):
