@@ -1,0 +1,416 @@
+"""Offline quickstart (issue 7): synthetic data -> records -> train -> PQ -> pictures.
+
+One call runs the whole chain on a CPU, with nothing downloaded:
+
+1. `data`: the built-in synthetic panoptic set (data/synthetic.py, the real COCO
+   panoptic layout) is written and converted to TFRecords + `categories.json`
+   (data/coco_panoptic.py), exactly as COCO would be. A data folder whose
+   settings match is reused.
+2. `train`: `tasks.train_lib.run_experiment(mode='train')` on the gin
+   experiment (gin/experiments/quickstart.gin: the paper's algorithm at a
+   small size). The step count follows from the time budget
+   (`train_steps_for_minutes`) unless it is given.
+3. `eval`: `run_experiment(mode='eval')`: DDIM sampling of the held-out split,
+   post-processing and PQ / SQ / RQ, things / stuff (tasks/evaluator.py).
+4. `export`: a SavedModel through `tasks.export`, when that module exists and
+   works (optional; a failure is recorded, not raised).
+5. `pictures`: `overlays/*.png` (image | ground truth | prediction, coloured
+   panoptic maps) and `trajectory.png` (the label map predicted at every DDIM
+   step for one image, paper Fig. 11).
+
+Everything ends up in `output_dir/summary.json`: the validation metrics, the
+train steps, the seconds of every stage, the parameter count and the settings.
+"""
+
+import contextlib
+import io
+import os
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+import gin
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from data import coco_panoptic
+from data import parsers
+from data import pipeline
+from data import records
+from data import source_files
+from data import synthetic
+from models import pix2seq_d
+from models import sampler
+from tasks import config
+from tasks import distribute
+from tasks import postprocess
+from tasks import train_lib
+from tasks import visualize
+
+SUMMARY_NAME = 'summary.json'
+DATA_SETTINGS_NAME = 'settings.json'
+
+
+# --------------------------------------------------------------------- data ---
+
+
+@gin.configurable
+def quickstart_data(num_train: int = 2000, num_val: int = 200,
+                    image_size: int = 64, seed: int = 0,
+                    num_shards: int = 4) -> dict:
+  """The synthetic set's settings (gin: `quickstart_data.num_train = 2000`).
+
+  Returns:
+    The arguments as a dict (recorded next to the data and in the summary).
+  """
+  return dict(num_train=num_train, num_val=num_val, image_size=image_size,
+              seed=seed, num_shards=num_shards)
+
+
+def record_paths(data_dir: str) -> dict:
+  """Where `make_records` writes the TFRecords and the category table."""
+  records_dir = os.path.join(data_dir, 'tfrecords')
+  return {
+      'train': os.path.join(records_dir, 'train-*'),
+      'val': os.path.join(records_dir, 'val-*'),
+      'categories': os.path.join(records_dir, 'train.categories.json'),
+  }
+
+
+def data_bindings(data_dir: str) -> list:
+  """Gin bindings pointing the experiment's macros at `record_paths(data_dir)`."""
+  paths = record_paths(data_dir)
+  return [f"TRAIN_FILE_PATTERN = '{paths['train']}'",
+          f"EVAL_FILE_PATTERN = '{paths['val']}'",
+          f"CATEGORIES_JSON = '{paths['categories']}'"]
+
+
+def make_records(data_dir: str, settings: dict, num_workers: int = 1) -> bool:
+  """Writes the synthetic set and its TFRecords, unless `data_dir` has them.
+
+  Args:
+    data_dir: the folder (COCO panoptic layout + `tfrecords/`).
+    settings: `quickstart_data()`.
+    num_workers: processes rendering images / building examples.
+
+  Returns:
+    True if the data was written, False if it was reused.
+  """
+  settings_path = os.path.join(data_dir, DATA_SETTINGS_NAME)
+  if tf.io.gfile.exists(settings_path):
+    if source_files.read_json(settings_path) == settings:
+      logging.info('data: reusing %s (same settings).', data_dir)
+      return False
+  for split in ('train', 'val'):
+    folder = os.path.join(data_dir, 'tfrecords')
+    if tf.io.gfile.isdir(folder):
+      for name in tf.io.gfile.glob(os.path.join(folder, f'{split}-*')):
+        tf.io.gfile.remove(name)
+  logging.info('data: rendering %d train + %d val synthetic images (%d px) '
+               'into %s', settings['num_train'], settings['num_val'],
+               settings['image_size'], data_dir)
+  synthetic.make_synthetic(
+      data_dir, num_train=settings['num_train'], num_val=settings['num_val'],
+      image_size=settings['image_size'], seed=settings['seed'],
+      num_workers=num_workers)
+  for split in ('train', 'val'):
+    logging.info('data: converting %s to TFRecords', split)
+    coco_panoptic.convert(
+        os.path.join(data_dir, 'annotations', f'panoptic_{split}.json'),
+        os.path.join(data_dir, 'panoptic', split),
+        os.path.join(data_dir, 'images', split),
+        os.path.join(data_dir, 'tfrecords', split),
+        num_shards=settings['num_shards'], num_workers=num_workers,
+        progress=True)
+  source_files.write_json_atomic(settings_path, settings)
+  return True
+
+
+# ----------------------------------------------------------------- schedule ---
+
+
+@gin.configurable
+def train_steps_for_minutes(minutes: float, steps_per_minute: float = 60.0,
+                            overhead_minutes: float = 3.0,
+                            min_steps: int = 10) -> int:
+  """Training steps that fit a wall-clock budget for the whole quickstart.
+
+  Args:
+    minutes: the budget (data, compilation, training, evaluation, pictures).
+    steps_per_minute: training speed measured on the target machine (gin).
+    overhead_minutes: what everything but the training steps takes.
+    min_steps: lower bound.
+
+  Returns:
+    `max(min_steps, (minutes - overhead_minutes) * steps_per_minute)`.
+  """
+  return max(min_steps, int((minutes - overhead_minutes) * steps_per_minute))
+
+
+# ----------------------------------------------------------------- pictures ---
+
+
+def _png(array: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def restore_for_inference(model_dir: str):
+  """Builds the gin model and restores the latest checkpoint of `model_dir`.
+
+  Returns:
+    `(model, ema)`; the caller swaps the EMA weights in (`ema.swap()`) when
+    `ema` is not None, as the evaluator does.
+  """
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest is None:
+    raise FileNotFoundError(f'no checkpoint in {model_dir}.')
+  model = pix2seq_d.build_model()
+  ema = pix2seq_d.build_ema(model)
+  items = dict(model=model)
+  if ema is not None:
+    items['ema'] = ema
+  tf.train.Checkpoint(**items).read(latest).expect_partial()
+  return model, ema
+
+
+@gin.configurable(denylist=['model_dir', 'output_dir'])
+def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
+                   display_scale: int = 4,
+                   categories_json: str = gin.REQUIRED,
+                   image_size=gin.REQUIRED, mask_size=gin.REQUIRED,
+                   num_steps: int = 10, td: float = 2.0, min_pixels: int = 0,
+                   seed: int = 0) -> dict:
+  """Writes `overlays/*.png` and `trajectory.png` for the first eval images.
+
+  Args:
+    model_dir: the trained run (its latest checkpoint, EMA weights if any).
+    output_dir: where `overlays/` and `trajectory.png` go.
+    num_images: overlays written (the first eval images).
+    display_scale: nearest-neighbour magnification of every panel.
+    categories_json: the converter's category table (colours, ids).
+    image_size: model input `(H, W)`.
+    mask_size: generated mask `(h, w)`.
+    num_steps, td, min_pixels, seed: sampling and post-processing, as the
+      evaluator's (gin binds the same macros).
+
+  Returns:
+    `{'overlays': [paths], 'trajectory': path}`.
+  """
+  categories = records.read_categories(categories_json)
+  model, ema = restore_for_inference(model_dir)
+  with gin.config_scope('eval'):
+    dataset = pipeline.build_dataset(global_batch_size=num_images,
+                                     is_training=False)
+  inputs, labels = next(iter(dataset))
+  images = inputs['images']
+  n_bits = model.n_bits
+
+  # One sampler call with the EMA weights (as the evaluator): the overlays use
+  # the last step, the trajectory picture every step of the first image.
+  with ema.swap() if ema is not None else contextlib.nullcontext():
+    outputs = sampler.sample(model, images, mask_size=tuple(mask_size),
+                             num_steps=num_steps, td=td,
+                             seed=tf.constant([seed, 0], tf.int32),
+                             trajectory_size=num_steps)
+  predictions = postprocess.majority_class_and_min_pixels(
+      outputs['label_map'], min_pixels, num_ids=2**n_bits[1],
+      num_classes=2**n_bits[0], num_valid_classes=len(categories))
+
+  overlay_dir = os.path.join(output_dir, 'overlays')
+  tf.io.gfile.makedirs(overlay_dir)
+  written = {'overlays': []}
+  valid = labels.get('valid', tf.ones([images.shape[0]], tf.bool)).numpy()
+  for i in range(images.shape[0]):
+    if not valid[i]:
+      continue
+    image_info = labels['image_info'][i]
+    original = [int(v) for v in image_info[0].numpy()]
+    scaled = [int(round(float(v))) for v in image_info[1].numpy()]
+    display = (original[0] * display_scale, original[1] * display_scale)
+    picture = (images[i].numpy()[:scaled[0], :scaled[1]] * 255).round()
+    picture = visualize.upscale_nearest(picture.astype(np.uint8), display)
+    gt = labels['original_label_map'][i].numpy()[:original[0], :original[1]]
+    pred = parsers.label_map_to_original(predictions[i], image_info,
+                                         tuple(image_size)).numpy()
+    row = visualize.side_by_side([picture,
+                         visualize.upscale_nearest(visualize.segment_colors(gt, categories), display),
+                         visualize.upscale_nearest(visualize.segment_colors(pred, categories), display)])
+    source_id = labels['source_id'][i].numpy().decode()
+    path = os.path.join(overlay_dir, f'{source_id}.png')
+    source_files.write_bytes_atomic(path, _png(row))
+    written['overlays'].append(path)
+
+  # Trajectory: the image, then the (majority-class) label map of each step.
+  panel = (image_size[0] * display_scale, image_size[1] * display_scale)
+  first = visualize.upscale_nearest((images[0].numpy() * 255).round().astype(np.uint8), panel)
+  steps = postprocess.majority_class_and_min_pixels(
+      outputs['trajectory'][:, 0], 0, num_ids=2**n_bits[1], num_classes=2**n_bits[0],
+      num_valid_classes=len(categories)).numpy()
+  panels = [first] + [visualize.upscale_nearest(visualize.segment_colors(s, categories), panel)
+                      for s in steps]
+  path = os.path.join(output_dir, 'trajectory.png')
+  source_files.write_bytes_atomic(path, _png(visualize.side_by_side(panels)))
+  written['trajectory'] = path
+  return written
+
+
+# ------------------------------------------------------------------ export ---
+
+
+def try_export(model_dir: str, export_dir: str) -> dict:
+  """Exports a SavedModel with `tasks.export` if that module exists and works.
+
+  Returns:
+    `{'status': 'ok' | 'skipped' | 'failed', ...}` (never raises).
+  """
+  try:
+    from tasks import export  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    return {'status': 'skipped', 'reason': f'tasks.export not available ({e})'}
+  function = getattr(export, 'export_saved_model', None)
+  if function is None:
+    return {'status': 'skipped',
+            'reason': 'tasks.export has no export_saved_model()'}
+  try:
+    # The experiment's gin config is parsed already: the export reads it.
+    info = function(model_dir, export_dir, overwrite=True)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('export failed (optional step): %s', e)
+    return {'status': 'failed', 'error': f'{type(e).__name__}: {e}'[:500]}
+  return {'status': 'ok', 'export_dir': export_dir,
+          'global_step': (info or {}).get('global_step')}
+
+
+# -------------------------------------------------------------------- main ---
+
+
+class _Stages:
+  """Seconds per stage, with a progress line at the start and end of each."""
+
+  def __init__(self):
+    self.seconds = {}
+
+  def __call__(self, name):
+    stages = self
+
+    class _Stage:
+
+      def __enter__(self):
+        logging.info('=== quickstart stage %s ...', name)
+        self.start = time.time()
+
+      def __exit__(self, *exc_info):
+        stages.seconds[name] = round(time.time() - self.start, 1)
+        logging.info('=== quickstart stage %s done in %.1f s', name,
+                     stages.seconds[name])
+
+    return _Stage()
+
+
+@gin.configurable
+def quickstart_settings(num_workers: int = 2, export: bool = True,
+                        pictures: bool = True) -> dict:
+  """Settings of the chain itself (gin: `quickstart_settings.export = False`)."""
+  return dict(num_workers=num_workers, export=export, pictures=pictures)
+
+
+def run_quickstart(output_dir: str,
+                   gin_files: Sequence[str] = ('experiments/quickstart.gin',),
+                   gin_bindings: Sequence[str] = (),
+                   minutes: float = 15.0,
+                   train_steps: Optional[int] = None,
+                   argv: Sequence[str] = ()) -> dict:
+  """Runs the image quickstart end to end (module docstring); returns the summary.
+
+  Args:
+    output_dir: everything goes here: `data/`, `model/`, `overlays/`,
+      `trajectory.png`, `export/`, `summary.json`.
+    gin_files: the experiment (default gin/experiments/quickstart.gin).
+    gin_bindings: extra bindings (they win over the files).
+    minutes: the wall-clock budget the training steps are sized for
+      (`train_steps_for_minutes`).
+    train_steps: explicit training steps (overrides `minutes`; tests).
+    argv: the command line, recorded with the run.
+
+  Returns:
+    The summary written to `output_dir/summary.json`.
+  """
+  start = time.time()
+  data_dir = os.path.join(output_dir, 'data')
+  model_dir = os.path.join(output_dir, 'model')
+  config.import_configurables()
+  config.parse_gin(gin_files, data_bindings(data_dir) + list(gin_bindings),
+                   finalize=False)
+  if train_steps is None:
+    train_steps = train_steps_for_minutes(minutes)
+  gin.bind_parameter('run_experiment.train_steps', int(train_steps))
+  settings = quickstart_settings()
+  data_settings = quickstart_data()
+  stages = _Stages()
+  strategy = distribute.build_strategy('default')
+
+  with stages('data'):
+    make_records(data_dir, data_settings, settings['num_workers'])
+  if tf.io.gfile.exists(model_dir):
+    # A new run each time (the data, not the model, is reused).
+    logging.info('removing the previous run in %s', model_dir)
+    tf.io.gfile.rmtree(model_dir)
+  with stages('train'):
+    trained = train_lib.run_experiment(model_dir, 'train', strategy,
+                                       argv=list(argv) or ['quickstart'])
+  with stages('eval'):
+    evaluated = train_lib.run_experiment(model_dir, 'eval', strategy,
+                                         argv=list(argv) or ['quickstart'])
+  metrics_json = os.path.join(model_dir, 'eval',
+                              f'step_{evaluated["global_step"]}', 'metrics.json')
+  metrics = source_files.read_json(metrics_json)
+  export_result = {'status': 'skipped', 'reason': 'disabled'}
+  if settings['export']:
+    with stages('export'):
+      export_result = try_export(model_dir, os.path.join(output_dir, 'export'))
+  pictures = {}
+  if settings['pictures']:
+    with stages('pictures'):
+      pictures = write_pictures(model_dir, output_dir)
+
+  model, _ = restore_for_inference(model_dir)
+  summary = {
+      'val': {k: metrics[k] for k in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq',
+                                      'miou')},
+      'val_panoptic': metrics['panoptic'],
+      'train_steps': trained['global_step'],
+      'seconds': dict(stages.seconds, total=round(time.time() - start, 1)),
+      'parameters': pix2seq_d.parameter_counts(model),
+      'settings': {
+          'minutes': minutes,
+          'data': data_settings,
+          'gin_files': list(gin_files),
+          'gin_bindings': list(gin_bindings),
+          'image_size': list(gin.query_parameter('%IMAGE_SIZE')),
+          'mask_size': list(gin.query_parameter('%MASK_SIZE')),
+          'n_bits': list(model.n_bits),
+          'b_scale': model.b_scale,
+          'loss_p': model.loss_p,
+          'loss_type': model.loss_type,
+          'max_instances': gin.query_parameter('%MAX_INSTANCES'),
+          'global_batch_size': gin.query_parameter(
+              'run_experiment.global_batch_size'),
+          'eval_num_steps': metrics['num_steps'],
+          'eval_td': metrics['td'],
+          'eval_min_pixels': metrics['min_pixels'],
+      },
+      'export': export_result,
+      'pictures': pictures,
+      'model_dir': model_dir,
+      'metrics_json': metrics_json,
+  }
+  source_files.write_json_atomic(os.path.join(output_dir, SUMMARY_NAME), summary)
+  logging.info('quickstart: PQ %.4f (things %.4f, stuff %.4f) after %d steps; '
+               '%.0f s in all; summary in %s', metrics['pq'],
+               metrics['pq_things'], metrics['pq_stuff'],
+               trained['global_step'], summary['seconds']['total'],
+               os.path.join(output_dir, SUMMARY_NAME))
+  return summary

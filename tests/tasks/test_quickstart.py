@@ -1,0 +1,63 @@
+"""The offline quickstart (issue 7) end to end at a tiny size (experiments/quickstart_smoke.gin)."""
+
+import json
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from tasks import config
+from tasks import quickstart
+
+
+def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
+  output_dir = str(tmp_path / 'qs')
+  summary = quickstart.run_quickstart(
+      output_dir, gin_files=['experiments/quickstart_smoke.gin'],
+      train_steps=4, argv=['test'])
+  with open(os.path.join(output_dir, quickstart.SUMMARY_NAME)) as f:
+    written = json.load(f)
+  assert written == json.loads(json.dumps(summary))
+  for key in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq'):
+    assert 0.0 <= written['val'][key] <= 1.0
+  assert written['train_steps'] == 4
+  for stage in ('data', 'train', 'eval', 'pictures', 'total'):
+    assert written['seconds'][stage] >= 0.0
+  assert written['parameters']['total_params'] > 100_000
+  assert written['settings']['n_bits'] == [4, 4]
+  assert written['settings']['b_scale'] == pytest.approx(0.1)
+  assert written['settings']['loss_p'] == pytest.approx(0.2)
+  assert written['export']['status'] in ('ok', 'skipped', 'failed')
+  # One overlay per val image: image | ground truth | prediction, 4x magnified.
+  overlays = sorted(os.listdir(os.path.join(output_dir, 'overlays')))
+  assert overlays == ['1.png', '2.png', '3.png', '4.png']
+  overlay = np.asarray(Image.open(os.path.join(output_dir, 'overlays', '1.png')))
+  assert overlay.shape == (256, 3 * 256 + 2 * 4, 3)
+  # The ground-truth panel shows the stored segments: several colours.
+  assert len(np.unique(overlay[:, 260:516].reshape(-1, 3), axis=0)) >= 3
+  # Trajectory: the image and one panel per DDIM step (EVAL_STEPS = 2).
+  trajectory = np.asarray(Image.open(os.path.join(output_dir, 'trajectory.png')))
+  assert trajectory.shape == (256, 3 * 256 + 2 * 4, 3)
+  # The run record and the evaluator's outputs are where the summary says.
+  assert os.path.exists(written['metrics_json'])
+  assert os.path.exists(os.path.join(written['model_dir'], config.CONFIG_NAME))
+
+
+def test_data_is_reused_when_settings_match(tmp_path):
+  settings = quickstart.quickstart_data(num_train=2, num_val=1, num_shards=1)
+  data_dir = str(tmp_path / 'data')
+  assert quickstart.make_records(data_dir, settings)
+  assert not quickstart.make_records(data_dir, settings)
+  assert quickstart.make_records(data_dir, dict(settings, num_train=3))
+  paths = quickstart.record_paths(data_dir)
+  assert os.path.exists(paths['categories'])
+
+
+def test_train_steps_follow_the_budget():
+  assert quickstart.train_steps_for_minutes(
+      15, steps_per_minute=60, overhead_minutes=3) == 720
+  assert quickstart.train_steps_for_minutes(
+      1, steps_per_minute=60, overhead_minutes=3, min_steps=10) == 10
+
+
