@@ -213,3 +213,23 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
   assert names
   for name in names:
     assert np.all(np.isfinite(reader.get_tensor(name))), name
+
+
+def test_eval_modes_reread_the_saved_config(tmp_path, synthetic_records):
+  model_dir = tmp_path / 'run'
+  _run(model_dir, synthetic_records, bindings=['run_experiment.jit_compile = False'])
+  # --mode=eval with no --gin_file: the run's config.gin says what to build.
+  command = [sys.executable, '-m', 'tools.train', f'--model_dir={model_dir}',
+             '--mode=eval', '--gin_bindings=build_evaluator.jit_compile = False']
+  evaluated = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                             timeout=600)
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  metrics = json.loads((model_dir / 'eval' / 'step_4' / 'metrics.json').read_text())
+  assert metrics['step'] == 4 and metrics['num_steps'] == 2
+  # continuous_eval evaluates the latest checkpoint, then stops after the timeout.
+  command[4] = '--mode=continuous_eval'
+  command.append('--gin_bindings=run_experiment.eval_timeout = 1')
+  continuous = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+  assert continuous.returncode == 0, continuous.stderr[-3000:]
+  assert 'eval at step 4' in continuous.stderr
