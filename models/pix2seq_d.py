@@ -40,6 +40,31 @@ except ValueError:  # Already registered by another module.
   pass
 
 
+NOISY_INPUT_SCALINGS = ('none', 'analytic', 'std')
+
+
+def scale_noisy_input(x_t, gamma, b_scale: float, scaling: str = 'none'):
+  """`x_t` as the decoder sees it (`Pix2SeqD(noisy_input_scaling=...)`).
+
+  Args:
+    x_t: float `[B, h, w, bits]` noisy analog bits.
+    gamma: float `[B]`, `gamma(t)` of each example.
+    b_scale: the analog-bit scale `b`.
+    scaling: 'none', 'analytic' (divide by `sqrt(gamma * b**2 + 1 - gamma)`,
+      the standard deviation of `x_t` for bits in `{-b, b}`) or 'std' (divide
+      by each example's standard deviation).
+  """
+  if scaling == 'none':
+    return x_t
+  if scaling == 'analytic':
+    gamma = tf.reshape(tf.cast(gamma, x_t.dtype), [-1, 1, 1, 1])
+    return x_t * tf.math.rsqrt(gamma * b_scale**2 + 1.0 - gamma)
+  if scaling == 'std':
+    return x_t / tf.math.reduce_std(x_t, axis=[1, 2, 3], keepdims=True)
+  raise ValueError(f'noisy input scaling {scaling!r} is not one of '
+                   f'{list(NOISY_INPUT_SCALINGS)}.')
+
+
 class Pix2SeqD(keras.Model):
   """Encoder + mask decoder + diffusion loss (module docstring).
 
@@ -47,7 +72,7 @@ class Pix2SeqD(keras.Model):
     encoder: the `ImageEncoder`, or None (conditioning 'none').
     decoder: the `TransUNet`.
     n_bits, b_scale, loss_type, loss_p, num_past_frames, past_drop_rate,
-    gamma_fn: as passed to the constructor.
+    noisy_input_scaling, gamma_fn: as passed to the constructor.
   """
 
   def __init__(self, encoder: Optional[keras.layers.Layer],
@@ -55,6 +80,7 @@ class Pix2SeqD(keras.Model):
                n_bits: Sequence[int] = (8, 8), loss_type: str = 'xent',
                loss_p: float = 0.2, num_past_frames: int = 0,
                past_drop_rate: float = 0.0,
+               noisy_input_scaling: str = 'none',
                gamma_fn: Callable = diffusion.cosine_gamma, **kwargs):
     """Builds the model from its parts.
 
@@ -68,6 +94,14 @@ class Pix2SeqD(keras.Model):
       num_past_frames: past masks the decoder sees (video, §3.4; 0 for images).
       past_drop_rate: probability, per example in training, that the past
         masks are zeroed.
+      noisy_input_scaling: how `x_t` is scaled before the decoder (one of
+        NOISY_INPUT_SCALINGS). 'none' (the paper's configurations); 'analytic'
+        divides by its expected standard deviation `sqrt(gamma * b**2 + 1 -
+        gamma)`, so the decoder sees unit-scale bits at every t (with b = 0.1
+        the clean signal is otherwise 10x smaller than the noise the decoder
+        learns to suppress at large t); 'std' divides by each example's
+        measured standard deviation (the `normalize_noisy_input` option of the
+        authors' code).
       gamma_fn: the noise schedule `gamma(t)`.
       **kwargs: for `keras.Model` (e.g. `name`).
     """
@@ -92,6 +126,9 @@ class Pix2SeqD(keras.Model):
              if decoder.use_cat else
              'does not read the fused map: build the encoder with fusion_dim=0 '
              '(the fusion would get no gradient).'))
+    if noisy_input_scaling not in NOISY_INPUT_SCALINGS:
+      raise ValueError(f'noisy_input_scaling={noisy_input_scaling!r} is not one '
+                       f'of {list(NOISY_INPUT_SCALINGS)}.')
     if not 0.0 <= past_drop_rate <= 1.0:
       raise ValueError(f'past_drop_rate={past_drop_rate} must be in [0, 1].')
     self.encoder = encoder
@@ -102,6 +139,7 @@ class Pix2SeqD(keras.Model):
     self.loss_p = float(loss_p)
     self.num_past_frames = int(num_past_frames)
     self.past_drop_rate = float(past_drop_rate)
+    self.noisy_input_scaling = noisy_input_scaling
     self.gamma_fn = gamma_fn
 
   @property
@@ -145,6 +183,7 @@ class Pix2SeqD(keras.Model):
                        f'{"is missing" if past_bits is None else "was given"}.')
     gamma = tf.broadcast_to(tf.reshape(tf.cast(gamma, tf.float32), [-1]),
                             [tf.shape(x_t)[0]])
+    x_t = scale_noisy_input(x_t, gamma, self.b_scale, self.noisy_input_scaling)
     feature_map = tokens = None
     if encoded is not None:
       feature_map, tokens = encoded['feature_map'], encoded['tokens']
@@ -181,8 +220,12 @@ class Pix2SeqD(keras.Model):
       images: float32 `[B, H, W, 3]` in `[0, 1]` (may be None without encoder).
       label_map: int `[B, h, w, 2]` (class, instance id).
       past_label_maps: int `[B, P, h, w, 2]` when `num_past_frames = P > 0`.
-      t: float `[B]` times; drawn from U(0, 1) when None.
-      noise: float `[B, h, w, sum(n_bits)]` `eps`; drawn from N(0, 1) when None.
+      t: float `[B * D]` times, example-major: `D >= 1` noise draws per image
+        share one encoder pass (the encoder output is repeated `D` times, so
+        the decoder sees `B * D` noisy masks for the cost of `B` encodings).
+        Drawn from U(0, 1) (`D = 1`) when None.
+      noise: float `[B * D, h, w, sum(n_bits)]` `eps`, in the order of `t`;
+        drawn from N(0, 1) when None.
       training: dropout / BatchNorm mode and random dropping of past frames.
       seed: optional int `[2]` seed; random draws are then stateless (the
         same seed gives the same draws, eagerly or under XLA). Without it the
@@ -195,6 +238,16 @@ class Pix2SeqD(keras.Model):
       mean of the same per-pixel loss) and `t_mean`.
     """
     label_map = tf.cast(label_map, tf.int32)
+    draws = 1
+    if t is not None:
+      draws = t.shape[0] // label_map.shape[0]
+      if draws < 1 or t.shape[0] != draws * label_map.shape[0]:
+        raise ValueError(f't has {t.shape[0]} entries; expected a multiple of '
+                         f'the batch ({label_map.shape[0]}): batch x draws.')
+    if draws > 1:
+      label_map = tf.repeat(label_map, draws, axis=0)
+      if past_label_maps is not None:
+        past_label_maps = tf.repeat(past_label_maps, draws, axis=0)
     x0 = bits_lib.label_map_to_bits(label_map, self.n_bits, self.b_scale)
     batch = tf.shape(x0)[0]
     seeds = (tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
@@ -215,6 +268,9 @@ class Pix2SeqD(keras.Model):
         keep = _uniform([batch], seeds[2]) >= self.past_drop_rate
         past_bits = past_bits * tf.cast(keep, past_bits.dtype)[:, None, None, None]
     encoded = self.encode(images, training=training)
+    if draws > 1 and encoded is not None:
+      encoded = {k: None if v is None else tf.repeat(v, draws, axis=0)
+                 for k, v in encoded.items()}
     logits = self._logits(x_t, self.gamma_fn(t), encoded, past_bits, training)
     if self.loss_type == 'xent':
       per_pixel = losses.bit_group_cross_entropy(logits, label_map)
@@ -281,6 +337,7 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
                 loss_p: float = 0.2,
                 num_past_frames: int = 0,
                 past_drop_rate: float = 0.0,
+                noisy_input_scaling: str = 'none',
                 gamma_fn: Callable = diffusion.cosine_gamma) -> Pix2SeqD:
   """Builds `Pix2SeqD` from its parts and creates every variable (gin factory).
 
@@ -295,7 +352,7 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
   model = Pix2SeqD(encoder=encoder, decoder=decoder, b_scale=b_scale,
                    n_bits=n_bits, loss_type=loss_type, loss_p=loss_p,
                    num_past_frames=num_past_frames, past_drop_rate=past_drop_rate,
-                   gamma_fn=gamma_fn)
+                   noisy_input_scaling=noisy_input_scaling, gamma_fn=gamma_fn)
   model(model.dummy_inputs(), training=False)
   return model
 

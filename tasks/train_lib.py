@@ -124,6 +124,7 @@ def run_experiment(model_dir: str,
                    clip_norm: float = 1.0,
                    seed: int = 0,
                    jit_compile: bool = True,
+                   noise_draws: int = 1,
                    init_checkpoint: Optional[str] = None,
                    init_checkpoint_parts: str = 'model_and_ema',
                    eval_steps: Optional[int] = None,
@@ -147,6 +148,8 @@ def run_experiment(model_dir: str,
     seed: seed of the model's initialisation, the data order, the
       augmentation and the diffusion noise.
     jit_compile: XLA-compile the forward/backward pass.
+    noise_draws: `(t, eps)` draws per image per step sharing one encoder pass
+      (tasks/trainer.py); 1 = Algorithm 1 as written.
     init_checkpoint: a checkpoint (or directory) to start from when model_dir
       has none (the staged schedule).
     init_checkpoint_parts: what to take from it (INIT_PARTS).
@@ -183,7 +186,8 @@ def run_experiment(model_dir: str,
           model=model, optimizer=optimizer, ema=ema, strategy=strategy,
           train_dataset=train_dataset, global_batch_size=global_batch_size,
           total_steps=train_steps, clip_norm=clip_norm, seed=seed,
-          jit_compile=jit_compile, global_step=global_step)
+          jit_compile=jit_compile, noise_draws=noise_draws,
+          global_step=global_step)
     checkpoint = tf.train.Checkpoint(**trainer.checkpoint_items())
   else:
     items = dict(model=model, optimizer=optimizer, global_step=global_step)

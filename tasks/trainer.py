@@ -4,7 +4,9 @@ One step, per replica:
 1. draw `t ~ U(0, 1)` and `eps ~ N(0, I)` per example from a stateless RNG keyed
    by (seed, step, global example index), so the same data and seed give the
    same loss under any strategy and any number of replicas, and a resumed run
-   draws exactly what an uninterrupted one would;
+   draws exactly what an uninterrupted one would. With `noise_draws = D > 1`
+   every image gets `D` stratified times `t_k = (k + u_k) / D` (each still
+   U(0, 1)) and noises that share one encoder pass;
 2. forward + backward, XLA-compiled (`jit_compile`); the loss of each replica is
    its local mean divided by the number of replicas, so the summed gradients
    are the global-batch mean;
@@ -35,6 +37,7 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
   def __init__(self, *, model, optimizer, ema, strategy: tf.distribute.Strategy,
                train_dataset, global_batch_size: int, total_steps: int,
                clip_norm: float = 1.0, seed: int = 0, jit_compile: bool = True,
+               noise_draws: int = 1,
                global_step: Optional[tf.Variable] = None):
     """Builds the trainer; create it inside `strategy.scope()`.
 
@@ -49,6 +52,8 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
       clip_norm: global gradient-norm clip (REFERENCE §5: 1.0); 0 disables.
       seed: seed of the per-example noise.
       jit_compile: XLA-compile the forward/backward pass.
+      noise_draws: `(t, eps)` draws per image per step, sharing one encoder
+        pass (`Pix2SeqD.compute_loss`); 1 = Algorithm 1 as written.
       global_step: the step variable; created if not given.
     """
     self.model = model
@@ -59,6 +64,9 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     self.total_steps = total_steps
     self.clip_norm = clip_norm
     self.seed = seed
+    if noise_draws < 1:
+      raise ValueError(f'noise_draws={noise_draws}; expected >= 1.')
+    self.noise_draws = noise_draws
     self.global_step = (global_step if global_step is not None else
                         orbit.utils.create_global_step())
     self._loss_sum = _first_replica_variable('loss_sum', tf.float32)
@@ -107,23 +115,31 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     self.strategy.run(self._replica_step, args=(inputs, labels))
 
   def _draw_noise(self, label_map):
-    """Per-example `t [B]` and `eps [B, h, w, bits]`, independent of sharding."""
+    """Per-example `t [B * D]` and `eps [B * D, h, w, bits]`, independent of sharding.
+
+    Example-major: the `D = noise_draws` draws of example `i` are rows
+    `i * D ... i * D + D - 1`; with `D = 1` this is one `t ~ U(0, 1)` each.
+    """
     context = tf.distribute.get_replica_context()
     local_batch = label_map.shape[0]
     first = tf.cast(context.replica_id_in_sync_group, tf.int64) * local_batch
     indices = first + tf.range(local_batch, dtype=tf.int64)
     step = tf.cast(self.global_step, tf.int64)
+    draws = self.noise_draws
     bits_shape = label_map.shape[1:3] + [sum(self.model.n_bits)]
 
     def one_example(index):
       seed = tf.stack([tf.cast(self.seed, tf.int64) * 1000003 + step, index])
       seeds = tf.random.experimental.stateless_split(seed, 2)
-      t = tf.random.stateless_uniform([], seed=seeds[0])
-      eps = tf.random.stateless_normal(bits_shape, seed=seeds[1])
+      uniform = tf.random.stateless_uniform([draws], seed=seeds[0])
+      t = (tf.range(draws, dtype=tf.float32) + uniform) / draws
+      eps = tf.random.stateless_normal([draws] + bits_shape, seed=seeds[1])
       return t, eps
 
-    return tf.map_fn(one_example, indices,
-                     fn_output_signature=(tf.float32, tf.float32))
+    t, eps = tf.map_fn(one_example, indices,
+                       fn_output_signature=(tf.float32, tf.float32))
+    return (tf.reshape(t, [local_batch * draws]),
+            tf.reshape(eps, [local_batch * draws] + bits_shape))
 
   def _forward_backward_fn(self, images, label_map, past_label_maps, t, noise):
     num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync

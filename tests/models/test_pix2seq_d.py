@@ -262,6 +262,28 @@ def test_video_past_frames():
     model.compute_loss(images, label_map, seed=[0, 0])
 
 
+def test_noise_draws_share_one_encoder_pass():
+  """`t [B * D]`: the encoder output and masks are repeated D times, example-major."""
+  model = _build()
+  _perturb_near_zero(model)
+  images, label_map = _batch()
+  rng = np.random.RandomState(3)
+  t = tf.constant([0.1, 0.6, 0.3, 0.9], tf.float32)
+  noise = tf.constant(rng.normal(size=(4, 32, 32, 16)).astype(np.float32))
+  shared, _ = model.compute_loss(images, label_map, t=t, noise=noise,
+                                 training=False)
+  repeated, _ = model.compute_loss(tf.repeat(images, 2, axis=0),
+                                   tf.repeat(label_map, 2, axis=0), t=t,
+                                   noise=noise, training=False)
+  assert float(shared) == pytest.approx(float(repeated), rel=1e-5)
+  # Not the same as pairing the draws with the other image.
+  swapped, _ = model.compute_loss(images[::-1], label_map[::-1], t=t,
+                                  noise=noise, training=False)
+  assert abs(float(swapped) - float(shared)) > 1e-4
+  with pytest.raises(ValueError, match='multiple of the batch'):
+    model.compute_loss(images, label_map, t=t[:3], noise=noise[:3])
+
+
 def test_seeded_draws_are_deterministic():
   model = _build()
   images, label_map = _batch()

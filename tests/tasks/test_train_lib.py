@@ -79,7 +79,9 @@ def _train_subprocess(model_dir, records, extra_flags=(), bindings=(), env=None)
 
 
 def test_default_and_mirrored_two_cpus_give_the_same_loss(tmp_path, synthetic_records):
-  same = ['run_experiment.jit_compile = False', 'run_experiment.seed = 3']
+  # Two noise draws per image: the draws, too, must not depend on sharding.
+  same = ['run_experiment.jit_compile = False', 'run_experiment.seed = 3',
+          'run_experiment.noise_draws = 2']
   default = _train_subprocess(tmp_path / 'default', synthetic_records, bindings=same)
   assert default.returncode == 0, default.stderr[-3000:]
   mirrored = _train_subprocess(tmp_path / 'mirrored', synthetic_records,
@@ -233,3 +235,28 @@ def test_eval_modes_reread_the_saved_config(tmp_path, synthetic_records):
                               timeout=600)
   assert continuous.returncode == 0, continuous.stderr[-3000:]
   assert 'eval at step 4' in continuous.stderr
+
+
+def test_noise_draws_are_stratified_per_example():
+  """`noise_draws = D`: D times per example, t_k in [k / D, (k + 1) / D)."""
+  from tasks import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+
+  def draw(draws, seed=0, step=5):
+    fake = types.SimpleNamespace(
+        noise_draws=draws, seed=seed, global_step=tf.constant(step, tf.int64),
+        model=types.SimpleNamespace(n_bits=(4, 4)))
+    return trainer_lib.Pix2SeqDTrainer._draw_noise(
+        fake, tf.zeros([3, 8, 8, 2], tf.int32))
+
+  t, eps = draw(4)
+  assert t.shape == (12,) and eps.shape == (12, 8, 8, 8)
+  np.testing.assert_array_equal(
+      np.floor(t.numpy() * 4).reshape(3, 4), np.tile(np.arange(4), (3, 1)))
+  assert len(np.unique(eps.numpy()[:, 0, 0, 0])) == 12  # Independent noises.
+  t_again, _ = draw(4)
+  np.testing.assert_array_equal(t.numpy(), t_again.numpy())
+  t_other, _ = draw(4, step=6)
+  assert not np.array_equal(t.numpy(), t_other.numpy())
+  t_one, _ = draw(1)
+  assert t_one.shape == (3,) and np.all((t_one.numpy() >= 0) & (t_one.numpy() < 1))
