@@ -284,6 +284,45 @@ def test_noise_draws_share_one_encoder_pass():
     model.compute_loss(images, label_map, t=t[:3], noise=noise[:3])
 
 
+@pytest.mark.parametrize('t', [0.02, 0.5, 0.98])
+def test_noisy_input_scaling(t):
+  """'analytic' gives x_t unit variance at every t; 'std' measures it per example."""
+  rng = np.random.RandomState(0)
+  bits = np.where(rng.uniform(size=(2, 32, 32, 8)) < 0.5, -0.1, 0.1)
+  x0 = tf.constant(bits, tf.float32)
+  gamma = diffusion.cosine_gamma(tf.fill([2], t))
+  x_t = diffusion.add_noise(x0, tf.fill([2], t),
+                            tf.random.stateless_normal(x0.shape, [1, 2]))
+  assert pix2seq_d.scale_noisy_input(x_t, gamma, 0.1, 'none') is x_t
+  analytic = pix2seq_d.scale_noisy_input(x_t, gamma, 0.1, 'analytic')
+  assert float(tf.math.reduce_std(analytic)) == pytest.approx(1.0, abs=0.03)
+  measured = pix2seq_d.scale_noisy_input(x_t, gamma, 0.1, 'std')
+  np.testing.assert_allclose(tf.math.reduce_std(measured, axis=[1, 2, 3]),
+                             [1.0, 1.0], rtol=1e-5)
+  with pytest.raises(ValueError, match="'analytic'"):
+    pix2seq_d.Pix2SeqD(
+        encoder=None, decoder=decoder_lib.build_mask_decoder(
+            base_dim=16, conditioning='none', transformer_layers=0),
+        noisy_input_scaling='unit')
+
+
+def test_analytic_scaling_changes_the_decoder_input_only():
+  model = _build(['build_model.noisy_input_scaling = "analytic"'])
+  assert model.noisy_input_scaling == 'analytic'
+  _perturb_near_zero(model)
+  images, _ = _batch()
+  encoded = model.encode(images)
+  x_t = tf.random.stateless_normal([2, 32, 32, 16], [3, 4]) * 0.1
+  gamma = tf.constant([0.99, 0.99])
+  ours, _ = model.denoise(x_t, gamma, encoded)
+  model.noisy_input_scaling = 'none'
+  unscaled, _ = model.denoise(x_t, gamma, encoded)
+  reference, _ = model.denoise(
+      pix2seq_d.scale_noisy_input(x_t, gamma, 0.1, 'analytic'), gamma, encoded)
+  np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-4)
+  assert float(tf.reduce_max(tf.abs(ours - unscaled))) > 1e-2
+
+
 def test_seeded_draws_are_deterministic():
   model = _build()
   images, label_map = _batch()
