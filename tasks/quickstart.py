@@ -8,8 +8,9 @@ One call runs the whole chain on a CPU, with nothing downloaded:
    settings match is reused.
 2. `train`: `tasks.train_lib.run_experiment(mode='train')` on the gin
    experiment (gin/experiments/quickstart.gin: the paper's algorithm at a
-   small size). The step count follows from the time budget
-   (`train_steps_for_minutes`) unless it is given.
+   small size). Unless given, the step count is what fits the time budget
+   at the speed measured just before (`schedule_train_steps`: two short
+   loops in a scratch folder).
 3. `eval`: `run_experiment(mode='eval')`: DDIM sampling of the held-out split,
    post-processing and PQ / SQ / RQ, things / stuff (tasks/evaluator.py).
 4. `export`: a SavedModel through `tasks.export`, when that module exists and
@@ -132,21 +133,83 @@ def make_records(data_dir: str, settings: dict, num_workers: int = 1) -> bool:
 
 
 @gin.configurable
-def train_steps_for_minutes(minutes: float, steps_per_minute: float = 60.0,
-                            overhead_minutes: float = 3.0,
+def train_steps_for_minutes(minutes: float, steps_per_minute: float,
+                            overhead_minutes: float = 2.0,
+                            margin: float = 0.9,
                             min_steps: int = 10) -> int:
-  """Training steps that fit a wall-clock budget for the whole quickstart.
+  """Training steps that fit what is left of a wall-clock budget.
 
   Args:
-    minutes: the budget (data, compilation, training, evaluation, pictures).
-    steps_per_minute: training speed measured on the target machine (gin).
-    overhead_minutes: what everything but the training steps takes.
+    minutes: the minutes left for training and everything after it.
+    steps_per_minute: training speed measured on this machine, now
+      (`measure_steps_per_minute`).
+    overhead_minutes: what the stages after the steps take (tracing the
+      training step again, evaluation, export, pictures).
+    margin: fraction of the measured speed planned for (a shared machine's
+      speed varies).
     min_steps: lower bound.
 
   Returns:
-    `max(min_steps, (minutes - overhead_minutes) * steps_per_minute)`.
+    `max(min_steps, (minutes - overhead_minutes) * steps_per_minute * margin)`.
   """
-  return max(min_steps, int((minutes - overhead_minutes) * steps_per_minute))
+  return max(min_steps,
+             int((minutes - overhead_minutes) * steps_per_minute * margin))
+
+
+@gin.configurable(denylist=['model_dir', 'strategy', 'argv'])
+def measure_steps_per_minute(model_dir: str, strategy, argv: Sequence[str] = (),
+                             loop_steps: int = 25) -> float:
+  """The gin experiment's training speed on this machine, measured now.
+
+  Trains two loops of `loop_steps` steps in a scratch folder next to
+  `model_dir` (deleted afterwards) and keeps the second loop's speed: the
+  first one includes tracing. The data, model and batch are the experiment's.
+
+  Returns:
+    Training steps per minute.
+  """
+  scratch = model_dir.rstrip('/') + '_speed'
+  names = ('run_experiment.train_steps', 'run_experiment.steps_per_loop',
+           'run_experiment.checkpoint_interval')
+  saved = {name: _query_or_none(name) for name in names}
+  try:
+    gin.bind_parameter(names[0], 2 * loop_steps)
+    gin.bind_parameter(names[1], loop_steps)
+    gin.bind_parameter(names[2], 10 * loop_steps)
+    with contextlib.redirect_stdout(io.StringIO()):
+      result = train_lib.run_experiment(scratch, 'train', strategy,
+                                        argv=list(argv) or ['quickstart'])
+  finally:
+    for name, value in saved.items():
+      if value is not None:
+        gin.bind_parameter(name, value)
+    if tf.io.gfile.exists(scratch):
+      tf.io.gfile.rmtree(scratch)
+  return 60.0 * result['train']['steps_per_second']
+
+
+def _query_or_none(name: str):
+  try:
+    return gin.query_parameter(name)
+  except ValueError:
+    return None
+
+
+def schedule_train_steps(model_dir: str, strategy, minutes: float,
+                         start_time: float, argv: Sequence[str] = ()) -> dict:
+  """`minutes` of wall clock (from `start_time`) as a number of training steps.
+
+  Returns:
+    `{'train_steps', 'steps_per_minute' (measured), 'minutes_left'}`.
+  """
+  steps_per_minute = measure_steps_per_minute(model_dir, strategy, argv)
+  minutes_left = minutes - (time.time() - start_time) / 60.0
+  train_steps = train_steps_for_minutes(minutes_left, steps_per_minute)
+  logging.info('quickstart: %.0f training steps/min measured; %.1f of %.1f '
+               'minutes left -> %d steps', steps_per_minute, minutes_left,
+               minutes, train_steps)
+  return {'train_steps': train_steps, 'steps_per_minute': steps_per_minute,
+          'minutes_left': minutes_left}
 
 
 # ----------------------------------------------------------------- pictures ---
@@ -327,8 +390,8 @@ def run_quickstart(output_dir: str,
       `trajectory.png`, `export/`, `summary.json`.
     gin_files: the experiment (default gin/experiments/quickstart.gin).
     gin_bindings: extra bindings (they win over the files).
-    minutes: the wall-clock budget the training steps are sized for
-      (`train_steps_for_minutes`).
+    minutes: the wall-clock budget of the whole call; the training steps are
+      sized to it (`schedule_train_steps`).
     train_steps: explicit training steps (overrides `minutes`; tests).
     argv: the command line, recorded with the run.
 
@@ -341,9 +404,6 @@ def run_quickstart(output_dir: str,
   config.import_configurables()
   config.parse_gin(gin_files, data_bindings(data_dir) + list(gin_bindings),
                    finalize=False)
-  if train_steps is None:
-    train_steps = train_steps_for_minutes(minutes)
-  gin.bind_parameter('run_experiment.train_steps', int(train_steps))
   settings = quickstart_settings()
   data_settings = quickstart_data()
   stages = _Stages()
@@ -355,6 +415,11 @@ def run_quickstart(output_dir: str,
     # A new run each time (the data, not the model, is reused).
     logging.info('removing the previous run in %s', model_dir)
     tf.io.gfile.rmtree(model_dir)
+  schedule = {'train_steps': train_steps}
+  if train_steps is None:
+    with stages('calibrate'):
+      schedule = schedule_train_steps(model_dir, strategy, minutes, start, argv)
+  gin.bind_parameter('run_experiment.train_steps', int(schedule['train_steps']))
   with stages('train'):
     trained = train_lib.run_experiment(model_dir, 'train', strategy,
                                        argv=list(argv) or ['quickstart'])
@@ -383,6 +448,7 @@ def run_quickstart(output_dir: str,
       'parameters': pix2seq_d.parameter_counts(model),
       'settings': {
           'minutes': minutes,
+          'schedule': schedule,
           'data': data_settings,
           'gin_files': list(gin_files),
           'gin_bindings': list(gin_bindings),

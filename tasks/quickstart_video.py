@@ -10,9 +10,9 @@ CPU, with nothing downloaded:
    match is reused.
 2. `train`: `tasks.train_lib.run_experiment(mode='train')` on the gin
    experiment (gin/experiments/quickstart_video.gin: the video model, whose
-   decoder also sees the masks of the past frames, paper §3.4). The step
-   count follows from the time budget (`train_steps_for_minutes`) unless it
-   is given.
+   decoder also sees the masks of the past frames, paper §3.4). Unless
+   given, the step count is what fits the time budget at the speed measured
+   just before (`quickstart.schedule_train_steps`).
 3. `eval`: `run_experiment(mode='eval')` with the streaming video evaluator
    (tasks/video_evaluator.py): every held-out video is segmented frame by
    frame, each frame conditioned on the model's own predictions for the past
@@ -272,8 +272,8 @@ def run_video_quickstart(output_dir: str,
       `export/`, `summary.json`.
     gin_files: the experiment (default gin/experiments/quickstart_video.gin).
     gin_bindings: extra bindings (they win over the files).
-    minutes: the wall-clock budget the training steps are sized for
-      (`quickstart.train_steps_for_minutes`).
+    minutes: the wall-clock budget of the whole call; the training steps are
+      sized to it (`quickstart.schedule_train_steps`).
     train_steps: explicit training steps (overrides `minutes`; tests).
     argv: the command line, recorded with the run.
 
@@ -287,9 +287,6 @@ def run_video_quickstart(output_dir: str,
   config.parse_gin(gin_files,
                    quickstart.data_bindings(data_dir) + list(gin_bindings),
                    finalize=False)
-  if train_steps is None:
-    train_steps = quickstart.train_steps_for_minutes(minutes)
-  gin.bind_parameter('run_experiment.train_steps', int(train_steps))
   settings = quickstart.quickstart_settings()
   data_settings = quickstart_video_data()
   stages = quickstart._Stages()  # pylint: disable=protected-access
@@ -302,6 +299,12 @@ def run_video_quickstart(output_dir: str,
     # A new run each time (the data, not the model, is reused).
     logging.info('removing the previous run in %s', model_dir)
     tf.io.gfile.rmtree(model_dir)
+  schedule = {'train_steps': train_steps}
+  if train_steps is None:
+    with stages('calibrate'):
+      schedule = quickstart.schedule_train_steps(model_dir, strategy, minutes,
+                                                 start, argv)
+  gin.bind_parameter('run_experiment.train_steps', int(schedule['train_steps']))
   with stages('train'):
     trained = train_lib.run_experiment(model_dir, 'train', strategy, argv=argv)
   with stages('eval'):
@@ -327,6 +330,7 @@ def run_video_quickstart(output_dir: str,
       'parameters': pix2seq_d.parameter_counts(model),
       'settings': {
           'minutes': minutes,
+          'schedule': schedule,
           'data': data_settings,
           'gin_files': list(gin_files),
           'gin_bindings': list(gin_bindings),

@@ -161,7 +161,9 @@ def run_experiment(model_dir: str,
     argv: the command line, recorded in model_dir.
 
   Returns:
-    The last training outputs and/or evaluation metrics.
+    `{'global_step'}` and, when this call trained, `'train'`: the last loop's
+    outputs (loss, learning_rate, grad_norm, steps_per_second,
+    examples_per_second); when it evaluated, `'eval'`: the metrics.
   """
   if mode not in MODES:
     raise ValueError(f'--mode={mode!r} is not one of {list(MODES)}.')
@@ -248,5 +250,7 @@ def run_experiment(model_dir: str,
     controller.evaluate_continuously(steps=eval_steps or -1,
                                      timeout=eval_timeout)
     results['eval'] = evaluator.last_metrics
+  if trainer is not None and trainer.last_outputs:
+    results['train'] = dict(trainer.last_outputs)
   results['global_step'] = int(global_step.numpy())
   return results

@@ -76,6 +76,7 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
                                          jit_compile=jit_compile)
     self._loop_start_time = None
     self._loop_start_step = None
+    self.last_outputs = {}  # The last `train_loop_end` outputs.
     self._run_start_time = time.time()
     super().__init__(train_dataset, options=orbit.StandardTrainerOptions(
         use_tf_while_loop=True))
@@ -195,13 +196,14 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     logging.info('step %d/%d  loss %.4f  %.2f steps/s  %.1f examples/s  ETA %s',
                  step, self.total_steps, loss, steps_per_sec,
                  steps_per_sec * self.global_batch_size, _format_seconds(eta))
-    return {
+    self.last_outputs = {
         'loss': loss,
         'learning_rate': float(learning_rate),
         'grad_norm': float(self._grad_norm_sum.numpy()) / steps,
         'steps_per_second': steps_per_sec,
         'examples_per_second': steps_per_sec * self.global_batch_size,
     }
+    return self.last_outputs
 
 
 def _first_replica_variable(name, dtype):

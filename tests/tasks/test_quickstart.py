@@ -2,12 +2,15 @@
 
 import json
 import os
+import time
 
+import gin
 import numpy as np
 from PIL import Image
 import pytest
 
 from tasks import config
+from tasks import distribute
 from tasks import quickstart
 
 
@@ -56,8 +59,32 @@ def test_data_is_reused_when_settings_match(tmp_path):
 
 def test_train_steps_follow_the_budget():
   assert quickstart.train_steps_for_minutes(
-      15, steps_per_minute=60, overhead_minutes=3) == 720
+      15, steps_per_minute=60, overhead_minutes=3, margin=1.0) == 720
+  assert quickstart.train_steps_for_minutes(
+      15, steps_per_minute=60, overhead_minutes=3, margin=0.5) == 360
   assert quickstart.train_steps_for_minutes(
       1, steps_per_minute=60, overhead_minutes=3, min_steps=10) == 10
 
 
+
+
+def test_schedule_measures_the_speed_in_a_scratch_folder(tmp_path):
+  data_dir = str(tmp_path / 'data')
+  config.import_configurables()
+  config.parse_gin(['experiments/quickstart_smoke.gin'],
+                   quickstart.data_bindings(data_dir) +
+                   ['measure_steps_per_minute.loop_steps = 2',
+                    'run_experiment.train_steps = 7'], finalize=False)
+  quickstart.make_records(data_dir, quickstart.quickstart_data(), 1)
+  model_dir = str(tmp_path / 'model')
+  start = time.time()
+  strategy = distribute.build_strategy('default')
+  schedule = quickstart.schedule_train_steps(model_dir, strategy, 30.0, start)
+  assert schedule['steps_per_minute'] > 0
+  assert 0 < schedule['minutes_left'] < 30.0
+  assert schedule['train_steps'] == quickstart.train_steps_for_minutes(
+      schedule['minutes_left'], schedule['steps_per_minute'])
+  # The measurement leaves nothing behind and restores the experiment's bindings.
+  assert sorted(os.listdir(tmp_path)) == ['data']
+  assert gin.query_parameter('run_experiment.train_steps') == 7
+  assert gin.query_parameter('run_experiment.steps_per_loop') == 2
