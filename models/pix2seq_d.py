@@ -101,7 +101,8 @@ class Pix2SeqD(keras.Model):
         the clean signal is otherwise 10x smaller than the noise the decoder
         learns to suppress at large t); 'std' divides by each example's
         measured standard deviation (the `normalize_noisy_input` option of the
-        authors' code).
+        authors' code). With either, the video model's past masks are divided
+        by `b` (bits in {-1, 1}).
       gamma_fn: the noise schedule `gamma(t)`.
       **kwargs: for `keras.Model` (e.g. `name`).
     """
@@ -184,6 +185,9 @@ class Pix2SeqD(keras.Model):
     gamma = tf.broadcast_to(tf.reshape(tf.cast(gamma, tf.float32), [-1]),
                             [tf.shape(x_t)[0]])
     x_t = scale_noisy_input(x_t, gamma, self.b_scale, self.noisy_input_scaling)
+    if past_bits is not None and self.noisy_input_scaling != 'none':
+      # The clean past masks at unit scale too (bits in {-1, 1}).
+      past_bits = past_bits / self.b_scale
     feature_map = tokens = None
     if encoded is not None:
       feature_map, tokens = encoded['feature_map'], encoded['tokens']

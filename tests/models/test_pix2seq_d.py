@@ -323,6 +323,23 @@ def test_analytic_scaling_changes_the_decoder_input_only():
   assert float(tf.reduce_max(tf.abs(ours - unscaled))) > 1e-2
 
 
+def test_scaling_puts_past_masks_at_unit_scale():
+  model = _build(['build_model.num_past_frames = 1',
+                  'build_model.noisy_input_scaling = "std"'])
+  _perturb_near_zero(model)
+  images, label_map = _batch()
+  encoded = model.encode(images)
+  past_bits = model.past_bits_from_label_maps(label_map[:, tf.newaxis])
+  x_t = tf.random.stateless_normal([2, 32, 32, 16], [3, 4])
+  gamma = tf.constant([0.5, 0.5])
+  ours, _ = model.denoise(x_t, gamma, encoded, past_bits=past_bits)
+  model.noisy_input_scaling = 'none'
+  reference, _ = model.denoise(
+      pix2seq_d.scale_noisy_input(x_t, gamma, 0.1, 'std'), gamma, encoded,
+      past_bits=past_bits / 0.1)
+  np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-4)
+
+
 def test_seeded_draws_are_deterministic():
   model = _build()
   images, label_map = _batch()
