@@ -1,7 +1,9 @@
 """The video quickstart (issue 7, --video) end to end at a tiny size (experiments/quickstart_video_smoke.gin)."""
 
+import importlib
 import json
 import os
+import sys
 
 from absl import flags
 import numpy as np
@@ -11,7 +13,6 @@ import pytest
 from data import davis
 from tasks import config
 from tasks import quickstart_video
-from tools import quickstart as quickstart_tool
 
 
 def test_smoke_video_quickstart_writes_summary_pictures_and_gif(tmp_path):
@@ -103,6 +104,10 @@ def test_davis_summary_renames_the_evaluator_keys():
 
 
 def test_video_flag_calls_the_video_quickstart(monkeypatch):
+  # absl flags are global and other programs define flags of the same names
+  # (tests/tools/test_dataset_tools.py): the module's flags are removed and
+  # the module forgotten afterwards.
+  quickstart_tool = importlib.import_module('tools.quickstart')
   calls = []
   monkeypatch.setattr(quickstart_tool.quickstart_video, 'run_video_quickstart',
                       lambda output_dir, **kwargs: calls.append(
@@ -110,12 +115,14 @@ def test_video_flag_calls_the_video_quickstart(monkeypatch):
                                                     'seconds': {}})
   monkeypatch.setattr(quickstart_tool.quickstart, 'run_quickstart',
                       lambda *args, **kwargs: pytest.fail('image quickstart ran'))
-  flags.FLAGS.unparse_flags()
-  flags.FLAGS(['quickstart', '--video', '--train_steps=3'])
   try:
+    flags.FLAGS(['quickstart', '--video', '--train_steps=3'])
     quickstart_tool.main(['quickstart'])
   finally:
     flags.FLAGS.unparse_flags()
+    for flag in flags.FLAGS.get_key_flags_for_module(quickstart_tool):
+      delattr(flags.FLAGS, flag.name)
+    sys.modules.pop('tools.quickstart')
   (output_dir, kwargs), = calls
   assert output_dir == quickstart_tool.DEFAULT_VIDEO_OUTPUT_DIR
   assert kwargs['train_steps'] == 3
