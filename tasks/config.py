@@ -124,3 +124,15 @@ def _atomic_write(path: str, text: str) -> None:
   with tf.io.gfile.GFile(tmp, 'w') as f:
     f.write(text)
   tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def gin_value(key: str):
+  """The value bound to `key` (macros resolved), or None when unbound."""
+  try:
+    value = gin.query_parameter(key)
+  except ValueError:
+    return None
+  while isinstance(value, gin.config.ConfigurableReference) and str(
+      value).startswith('%'):
+    value = gin.query_parameter(str(value))
+  return value

@@ -546,24 +546,12 @@ def parse_export_gin(model_dir: str, gin_files: Sequence[str] = (),
   config.parse_gin(files, gin_bindings, finalize=finalize)
 
 
-def _gin_value(key: str):
-  """The value bound to `key` (macros resolved), or None when unbound."""
-  try:
-    value = gin.query_parameter(key)
-  except ValueError:
-    return None
-  while isinstance(value, gin.config.ConfigurableReference) and str(
-      value).startswith('%'):
-    value = gin.query_parameter(str(value))
-  return value
-
-
 def _setting(value, keys: Sequence[str], default=None, name: str = ''):
   """`value` if given, else the first bound gin `keys`, else `default`."""
   if value is not None:
     return value
   for key in keys:
-    found = _gin_value(key)
+    found = config.gin_value(key)
     if found is not None:
       return found
   if default is None:
@@ -713,7 +701,7 @@ def export_saved_model(model_dir: str, output_dir: str,
   mask_size = _setting(mask_size, ['build_evaluator.mask_size',
                                    'build_image_encoder.mask_size'],
                        name='mask_size')
-  video = bool(_gin_value('build_model.num_past_frames'))
+  video = bool(config.gin_value('build_model.num_past_frames'))
   num_steps = _setting(num_steps, ['build_evaluator.num_steps'],
                        DEFAULT_VIDEO_NUM_STEPS if video else DEFAULT_NUM_STEPS)
   td = _setting(td, ['build_evaluator.td'],
@@ -724,8 +712,8 @@ def export_saved_model(model_dir: str, output_dir: str,
                              ['build_evaluator.categories_json',
                               '%CATEGORIES_JSON'], name='categories_json')
   if past_frame_offsets is None:
-    past_frame_offsets = (_gin_value('train/VideoTrainParser.past_frame_offsets')
-                          or _gin_value('VideoTrainParser.past_frame_offsets'))
+    past_frame_offsets = (config.gin_value('train/VideoTrainParser.past_frame_offsets')
+                          or config.gin_value('VideoTrainParser.past_frame_offsets'))
   categories = records.read_categories(categories_json)
 
   model, used_ema = restore_model(checkpoint_path)

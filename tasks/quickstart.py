@@ -171,7 +171,7 @@ def measure_steps_per_minute(model_dir: str, strategy, argv: Sequence[str] = (),
   scratch = model_dir.rstrip('/') + '_speed'
   names = ('run_experiment.train_steps', 'run_experiment.steps_per_loop',
            'run_experiment.checkpoint_interval')
-  saved = {name: _query_or_none(name) for name in names}
+  saved = {name: config.gin_value(name) for name in names}
   try:
     gin.bind_parameter(names[0], 2 * loop_steps)
     gin.bind_parameter(names[1], loop_steps)
@@ -186,13 +186,6 @@ def measure_steps_per_minute(model_dir: str, strategy, argv: Sequence[str] = (),
     if tf.io.gfile.exists(scratch):
       tf.io.gfile.rmtree(scratch)
   return 60.0 * result['train']['steps_per_second']
-
-
-def _query_or_none(name: str):
-  try:
-    return gin.query_parameter(name)
-  except ValueError:
-    return None
 
 
 def schedule_train_steps(model_dir: str, strategy, minutes: float,

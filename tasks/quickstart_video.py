@@ -228,18 +228,6 @@ def write_video_pictures(data_dir: str, predictions_dir: str, output_dir: str,
 # -------------------------------------------------------------------- main ---
 
 
-def _gin_value(key: str):
-  """The value bound to `key` (macros resolved), or None when unbound."""
-  try:
-    value = gin.query_parameter(key)
-  except ValueError:
-    return None
-  while isinstance(value, gin.config.ConfigurableReference) and str(
-      value).startswith('%'):
-    value = gin.query_parameter(str(value))
-  return value
-
-
 def davis_summary(metrics: dict) -> dict:
   """The evaluator's DAVIS metrics under plain names.
 
@@ -334,26 +322,26 @@ def run_video_quickstart(output_dir: str,
           'data': data_settings,
           'gin_files': list(gin_files),
           'gin_bindings': list(gin_bindings),
-          'image_size': list(_gin_value('%IMAGE_SIZE')),
-          'mask_size': list(_gin_value('%MASK_SIZE')),
+          'image_size': list(config.gin_value('%IMAGE_SIZE')),
+          'mask_size': list(config.gin_value('%MASK_SIZE')),
           'n_bits': list(model.n_bits),
           'b_scale': model.b_scale,
           'loss_p': model.loss_p,
           'loss_type': model.loss_type,
           'num_past_frames': model.num_past_frames,
-          'past_frame_offsets': list(_gin_value(
+          'past_frame_offsets': list(config.gin_value(
               'build_video_evaluator.past_frame_offsets')),
           'model_past_drop_rate': model.past_drop_rate,
-          'parser_past_drop_rate': _gin_value(
+          'parser_past_drop_rate': config.gin_value(
               'train/VideoTrainParser.past_drop_rate'),
-          'max_instances': _gin_value('%MAX_INSTANCES'),
-          'global_batch_size': _gin_value('run_experiment.global_batch_size'),
-          'eval_first_frame_steps': _gin_value(
+          'max_instances': config.gin_value('%MAX_INSTANCES'),
+          'global_batch_size': config.gin_value('run_experiment.global_batch_size'),
+          'eval_first_frame_steps': config.gin_value(
               'build_video_evaluator.first_frame_steps'),
-          'eval_later_frame_steps': _gin_value(
+          'eval_later_frame_steps': config.gin_value(
               'build_video_evaluator.later_frame_steps'),
-          'eval_td': _gin_value('build_video_evaluator.td'),
-          'eval_min_pixels': _gin_value('build_video_evaluator.min_pixels'),
+          'eval_td': config.gin_value('build_video_evaluator.td'),
+          'eval_min_pixels': config.gin_value('build_video_evaluator.min_pixels'),
       },
       'export': export_result,
       'pictures': pictures,
