@@ -125,6 +125,12 @@ def test_multi_worker_two_processes_on_localhost(tmp_path, synthetic_records):
   assert (tmp_path / '.worker_1').is_dir()
 
 
+def _latest_step(model_dir):
+  """The step of the newest checkpoint a resume would load, or 0 if none."""
+  latest = tf.train.latest_checkpoint(str(model_dir))
+  return int(latest.rsplit('-', 1)[1]) if latest else 0
+
+
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, synthetic_records):
   steps = ['run_experiment.jit_compile = False', 'run_experiment.seed = 5',
            'run_experiment.train_steps = 8',
@@ -133,7 +139,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, synthetic_records)
   flags = ['--deterministic']
   full = _train_subprocess(tmp_path / 'full', synthetic_records, flags, steps)
   assert full.returncode == 0, full.stderr[-3000:]
-  # Kill (SIGKILL, no clean-up) as soon as the second checkpoint exists.
+  # Kill (SIGKILL, no clean-up) as soon as the second checkpoint is recorded
+  # in the `checkpoint` state file (its .index is written before that file).
   resumed = tmp_path / 'resumed'
   command = [sys.executable, '-m', 'tools.train', f'--model_dir={resumed}',
              '--gin_file=experiments/coco_stage1_tiny.gin', *flags]
@@ -141,13 +148,13 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, synthetic_records)
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while not (resumed / 'ckpt-2.index').exists() and time.time() < deadline:
+  while _latest_step(resumed) < 2 and time.time() < deadline:
     if process.poll() is not None:
       break
     time.sleep(0.05)
   process.kill()
   assert process.wait() != 0, 'the run finished before it could be killed'
-  killed_at = int(tf.train.latest_checkpoint(str(resumed)).rsplit('-', 1)[1])
+  killed_at = _latest_step(resumed)
   assert 2 <= killed_at < 8
   rest = _train_subprocess(resumed, synthetic_records, flags, steps)
   assert rest.returncode == 0, rest.stderr[-3000:]
