@@ -3,6 +3,8 @@
 Input: the noisy analog bits `x_t [B, h, w, 16]`, concatenated (conditioning
 'cat') with the encoder's fused map `[B, h, w, 256]` and, for video (§3.4), with
 the past frames' analog bits `[B, h, w, P * 16]`: 272 channels for the paper.
+With self-conditioning (Bit Diffusion, off in the paper's configurations) the
+previous `x0` estimate `[B, h, w, 16]` is concatenated too.
 
   conv_in (1x1) + GN
   down: per level, residual blocks (GN, SiLU, conv3x3, GN * (1 + scale) + shift
@@ -177,8 +179,11 @@ class TransUNet(keras.layers.Layer):
 
   Call: `(x_t [B, h, w, sum(n_bits)], gamma [B], feature_map [B, h, w, C] or
   None, tokens [B, N, D] or None, past_bits [B, h, w, P * sum(n_bits)] or None,
-  training) -> logits float32 [B, h, w, groups, 2**bits]`. `h` and `w` must be
-  multiples of `2**(levels - 1)`.
+  self_cond [B, h, w, sum(n_bits)] or None, training) -> logits float32
+  [B, h, w, groups, 2**bits]`. `h` and `w` must be multiples of
+  `2**(levels - 1)`. The optional inputs are concatenated to `x_t` in the order
+  x_t, self_cond, feature_map, past_bits (the input conv is built by the first
+  call, so a decoder is always called with the same set).
   """
 
   def __init__(self, n_bits: Sequence[int] = (8, 8), base_dim: int = 128,
@@ -253,7 +258,7 @@ class TransUNet(keras.layers.Layer):
     del input_shape  # Sublayers build on first call.
 
   def call(self, x_t, gamma, feature_map=None, tokens=None, past_bits=None,
-           training=False):
+           self_cond=None, training=False):
     if self.use_cat and feature_map is None:
       raise ValueError(f'conditioning={self.conditioning!r} needs the feature map.')
     if self.use_attn and tokens is None:
@@ -264,6 +269,8 @@ class TransUNet(keras.layers.Layer):
       raise ValueError(f'mask size {(height, width)} must be a multiple of '
                        f'{factor} ({self.num_levels} U-Net levels).')
     inputs = [x_t]
+    if self_cond is not None:
+      inputs.append(self_cond)
     if self.use_cat:
       inputs.append(feature_map)
     if past_bits is not None:

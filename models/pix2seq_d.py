@@ -11,7 +11,16 @@
   entropy per bit group weighted by `mask_loss_weights` (§3.2, Tables 4 and 5),
   or the ℓ2 loss on `x0_pred`; for video (§3.4) the past frames' masks, as
   analog bits, are concatenated to the decoder input and dropped at random per
-  example in training.
+  example in training;
+- optionally a parameter-free skip to the logits: each pixel's own posterior
+  log-odds of every bit pattern given `x_t` (`pixel_posterior_logits`), so the
+  decoder learns only what the pixel alone does not say (the categorical
+  counterpart of the `c_skip` of Karras et al. 2022's preconditioning);
+- optionally self-conditioning (Bit Diffusion, Chen et al. 2022, ref. [12] of
+  the paper; REFERENCE §2: in the authors' code, off in their final configs):
+  the decoder also sees its previous `x0` estimate — zeros, or in training with
+  probability `self_condition_rate` a first, gradient-free decoder pass on the
+  same `x_t`; in sampling the previous step's prediction.
 
 Gin configures the factories `build_model`, `build_ema` (and `build_image_encoder`,
 `build_mask_decoder`), never the Keras classes.
@@ -41,6 +50,7 @@ except ValueError:  # Already registered by another module.
 
 
 NOISY_INPUT_SCALINGS = ('none', 'analytic', 'std')
+LOGIT_SKIPS = ('none', 'posterior')
 
 
 def scale_noisy_input(x_t, gamma, b_scale: float, scaling: str = 'none'):
@@ -65,6 +75,36 @@ def scale_noisy_input(x_t, gamma, b_scale: float, scaling: str = 'none'):
                    f'{list(NOISY_INPUT_SCALINGS)}.')
 
 
+def pixel_posterior_logits(x_t, gamma, n_bits: Sequence[int], b_scale: float,
+                           min_variance: float = 1e-3) -> tf.Tensor:
+  """Each pixel's log-posterior (up to a constant) of every bit pattern given `x_t`.
+
+  For `x_t = sqrt(g) x0 + sqrt(1 - g) eps` with `x0` one of the base patterns
+  `p_k` in `{-b, b}^n` (all of the same norm), Bayes with a uniform prior gives
+  `log p(k | x_t) = sqrt(g) <x_t, p_k> / (1 - g) + const` per group. `1 - g` is
+  floored at `min_variance` (t ≈ 0.02) so the logits stay finite near t = 0,
+  where they are decisive anyway.
+
+  Args:
+    x_t: float `[B, h, w, sum(n_bits)]` noisy analog bits (not rescaled).
+    gamma: float `[B]`.
+    n_bits: bits per group (all equal).
+    b_scale: the analog-bit scale `b`.
+    min_variance: floor of `1 - gamma`.
+
+  Returns:
+    float32 `[B, h, w, groups, 2**n_bits]`.
+  """
+  n = n_bits[0]
+  x_t = tf.cast(x_t, tf.float32)
+  shape = tf.shape(x_t)
+  grouped = tf.reshape(x_t, [shape[0], shape[1], shape[2], len(n_bits), n])
+  dots = tf.einsum('...n,kn->...k', grouped,
+                   losses.base_bit_patterns(n, b_scale))
+  gamma = tf.reshape(tf.cast(gamma, tf.float32), [-1, 1, 1, 1, 1])
+  return dots * tf.sqrt(gamma) / tf.maximum(1.0 - gamma, min_variance)
+
+
 class Pix2SeqD(keras.Model):
   """Encoder + mask decoder + diffusion loss (module docstring).
 
@@ -81,6 +121,9 @@ class Pix2SeqD(keras.Model):
                loss_p: float = 0.2, num_past_frames: int = 0,
                past_drop_rate: float = 0.0,
                noisy_input_scaling: str = 'none',
+               self_condition: bool = False,
+               self_condition_rate: float = 0.5,
+               logit_skip: str = 'none',
                gamma_fn: Callable = diffusion.cosine_gamma, **kwargs):
     """Builds the model from its parts.
 
@@ -103,6 +146,16 @@ class Pix2SeqD(keras.Model):
         measured standard deviation (the `normalize_noisy_input` option of the
         authors' code). With either, the video model's past masks are divided
         by `b` (bits in {-1, 1}).
+      self_condition: feed the decoder its previous `x0` estimate (module
+        docstring); divided by `b` like the past masks when
+        `noisy_input_scaling` is not 'none'.
+      self_condition_rate: in `compute_loss`, the probability (per batch, as
+        in Bit Diffusion) that the estimate comes from a first decoder pass
+        rather than zeros.
+      logit_skip: 'none' (the paper) or 'posterior': add
+        `pixel_posterior_logits(x_t)` to the decoder's logits (module
+        docstring); the decoder then starts out reading each pixel's own
+        evidence and learns the rest (the segment's other pixels, the image).
       gamma_fn: the noise schedule `gamma(t)`.
       **kwargs: for `keras.Model` (e.g. `name`).
     """
@@ -132,6 +185,12 @@ class Pix2SeqD(keras.Model):
                        f'of {list(NOISY_INPUT_SCALINGS)}.')
     if not 0.0 <= past_drop_rate <= 1.0:
       raise ValueError(f'past_drop_rate={past_drop_rate} must be in [0, 1].')
+    if logit_skip not in LOGIT_SKIPS:
+      raise ValueError(f'logit_skip={logit_skip!r} is not one of '
+                       f'{list(LOGIT_SKIPS)}.')
+    if not 0.0 <= self_condition_rate <= 1.0:
+      raise ValueError(f'self_condition_rate={self_condition_rate} must be in '
+                       '[0, 1].')
     self.encoder = encoder
     self.decoder = decoder
     self.b_scale = float(b_scale)
@@ -141,6 +200,9 @@ class Pix2SeqD(keras.Model):
     self.num_past_frames = int(num_past_frames)
     self.past_drop_rate = float(past_drop_rate)
     self.noisy_input_scaling = noisy_input_scaling
+    self.self_condition = bool(self_condition)
+    self.self_condition_rate = float(self_condition_rate)
+    self.logit_skip = logit_skip
     self.gamma_fn = gamma_fn
 
   @property
@@ -178,12 +240,24 @@ class Pix2SeqD(keras.Model):
     return tf.reshape(past, [tf.shape(past)[0], shape[1], shape[2],
                              shape[3] * shape[4]])
 
-  def _logits(self, x_t, gamma, encoded, past_bits, training):
+  def _logits(self, x_t, gamma, encoded, past_bits, training, x0_prev=None):
     if (self.num_past_frames > 0) != (past_bits is not None):
       raise ValueError(f'num_past_frames={self.num_past_frames} but past_bits '
                        f'{"is missing" if past_bits is None else "was given"}.')
+    if x0_prev is not None and not self.self_condition:
+      raise ValueError('x0_prev was given but the model was built with '
+                       'self_condition=False.')
+    self_cond = None
+    if self.self_condition:
+      self_cond = (tf.zeros_like(x_t) if x0_prev is None
+                   else tf.cast(x0_prev, x_t.dtype))
+      if self.noisy_input_scaling != 'none':
+        self_cond = self_cond / self.b_scale
     gamma = tf.broadcast_to(tf.reshape(tf.cast(gamma, tf.float32), [-1]),
                             [tf.shape(x_t)[0]])
+    skip = 0.0
+    if self.logit_skip == 'posterior':
+      skip = pixel_posterior_logits(x_t, gamma, self.n_bits, self.b_scale)
     x_t = scale_noisy_input(x_t, gamma, self.b_scale, self.noisy_input_scaling)
     if past_bits is not None and self.noisy_input_scaling != 'none':
       # The clean past masks at unit scale too (bits in {-1, 1}).
@@ -195,10 +269,13 @@ class Pix2SeqD(keras.Model):
         raise ValueError(f'the encoder feature map is {feature_map.shape[1:3]} '
                          f'but the mask is {x_t.shape[1:3]}: image size / mask '
                          f'size must be {self.mask_stride}.')
-    return self.decoder(x_t, gamma, feature_map=feature_map, tokens=tokens,
-                        past_bits=past_bits, training=training)
+    logits = self.decoder(x_t, gamma, feature_map=feature_map, tokens=tokens,
+                          past_bits=past_bits, self_cond=self_cond,
+                          training=training)
+    return logits + skip
 
-  def denoise(self, x_t, gamma, encoded, past_bits=None, training=False):
+  def denoise(self, x_t, gamma, encoded, past_bits=None, training=False,
+              x0_prev=None):
     """One decoder pass (Algorithm 2's `mask_decoder`).
 
     Args:
@@ -208,12 +285,15 @@ class Pix2SeqD(keras.Model):
       past_bits: float `[B, h, w, P * sum(n_bits)]` (`past_bits_from_label_maps`
         or the previous predictions' analog bits) when `num_past_frames > 0`.
       training: dropout / BatchNorm mode.
+      x0_prev: float `[B, h, w, sum(n_bits)]`, the previous `x0` estimate in
+        `[-b, b]`, for a self-conditioned model (zeros when None); must be
+        None otherwise.
 
     Returns:
       `(logits float32 [B, h, w, groups, 2**bits], x0_pred float32
       [B, h, w, sum(n_bits)])`, `x0_pred` in `[-b, b]`.
     """
-    logits = self._logits(x_t, gamma, encoded, past_bits, training)
+    logits = self._logits(x_t, gamma, encoded, past_bits, training, x0_prev)
     return logits, losses.bits_from_logits(logits, self.b_scale)
 
   def compute_loss(self, images, label_map, past_label_maps=None, t=None,
@@ -254,8 +334,8 @@ class Pix2SeqD(keras.Model):
         past_label_maps = tf.repeat(past_label_maps, draws, axis=0)
     x0 = bits_lib.label_map_to_bits(label_map, self.n_bits, self.b_scale)
     batch = tf.shape(x0)[0]
-    seeds = (tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
-             if seed is not None else [None] * 3)
+    seeds = (tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+             if seed is not None else [None] * 4)
     if t is None:
       t = _uniform([batch], seeds[0])
     if noise is None:
@@ -275,7 +355,16 @@ class Pix2SeqD(keras.Model):
     if draws > 1 and encoded is not None:
       encoded = {k: None if v is None else tf.repeat(v, draws, axis=0)
                  for k, v in encoded.items()}
-    logits = self._logits(x_t, self.gamma_fn(t), encoded, past_bits, training)
+    gamma = self.gamma_fn(t)
+    x0_prev = None
+    if self.self_condition:
+      # An input, not a path for gradients (and none through the cond).
+      x0_prev = tf.stop_gradient(tf.cond(
+          _uniform([], seeds[3]) < self.self_condition_rate,
+          lambda: losses.bits_from_logits(self._logits(
+              x_t, gamma, encoded, past_bits, training), self.b_scale),
+          lambda: tf.zeros_like(x_t)))
+    logits = self._logits(x_t, gamma, encoded, past_bits, training, x0_prev)
     if self.loss_type == 'xent':
       per_pixel = losses.bit_group_cross_entropy(logits, label_map)
     else:
@@ -342,6 +431,9 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
                 num_past_frames: int = 0,
                 past_drop_rate: float = 0.0,
                 noisy_input_scaling: str = 'none',
+                self_condition: bool = False,
+                self_condition_rate: float = 0.5,
+                logit_skip: str = 'none',
                 gamma_fn: Callable = diffusion.cosine_gamma) -> Pix2SeqD:
   """Builds `Pix2SeqD` from its parts and creates every variable (gin factory).
 
@@ -356,7 +448,10 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
   model = Pix2SeqD(encoder=encoder, decoder=decoder, b_scale=b_scale,
                    n_bits=n_bits, loss_type=loss_type, loss_p=loss_p,
                    num_past_frames=num_past_frames, past_drop_rate=past_drop_rate,
-                   noisy_input_scaling=noisy_input_scaling, gamma_fn=gamma_fn)
+                   noisy_input_scaling=noisy_input_scaling,
+                   self_condition=self_condition,
+                   self_condition_rate=self_condition_rate,
+                   logit_skip=logit_skip, gamma_fn=gamma_fn)
   model(model.dummy_inputs(), training=False)
   return model
 

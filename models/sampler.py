@@ -21,7 +21,7 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
 
   Args:
     model: a `Pix2SeqD` (models/pix2seq_d.py): `encode`, `denoise`, `b_scale`,
-      `n_bits`, `gamma_fn`, `past_bits_from_label_maps`.
+      `n_bits`, `gamma_fn`, `self_condition`, `past_bits_from_label_maps`.
     images: float32 `[B, H, W, 3]` in [0, 1].
     mask_size: `(h, w)` of the generated mask (static).
     num_steps: int scalar (tensor or Python) number of decoder calls `S`.
@@ -55,8 +55,10 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
     t_now = t_now_all[step]
     t_next = t_next_all[step]
     gamma = tf.fill([batch], model.gamma_fn(t_now))
+    # A self-conditioned model sees its previous estimate (zeros at step 0).
     _, x0 = model.denoise(x_t, gamma, encoded, past_bits=past_bits,
-                          training=False)
+                          training=False,
+                          x0_prev=x0 if model.self_condition else None)
     x_t = diffusion.ddim_step(x_t, x0, t_now, t_next, model.b_scale,
                               model.gamma_fn)
     if trajectory_size:

@@ -6,7 +6,9 @@ One step, per replica:
    same loss under any strategy and any number of replicas, and a resumed run
    draws exactly what an uninterrupted one would. With `noise_draws = D > 1`
    every image gets `D` stratified times `t_k = (k + u_k) / D` (each still
-   U(0, 1)) and noises that share one encoder pass;
+   U(0, 1)) and noises that share one encoder pass. The model's other draws
+   (a self-conditioned model's per-batch coin, the video model's past-mask
+   dropping) come from a seed keyed by (seed, step);
 2. forward + backward, XLA-compiled (`jit_compile`); the loss of each replica is
    its local mean divided by the number of replicas, so the summed gradients
    are the global-batch mean;
@@ -142,13 +144,14 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     return (tf.reshape(t, [local_batch * draws]),
             tf.reshape(eps, [local_batch * draws] + bits_shape))
 
-  def _forward_backward_fn(self, images, label_map, past_label_maps, t, noise):
+  def _forward_backward_fn(self, images, label_map, past_label_maps, t, noise,
+                          seed):
     num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
       loss, _ = self.model.compute_loss(
           images, label_map, past_label_maps=past_label_maps, t=t, noise=noise,
-          training=True)
+          training=True, seed=seed)
       scaled_loss = loss / num_replicas
     grads = tape.gradient(scaled_loss, variables)
     return loss, grads
@@ -157,10 +160,14 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     context = tf.distribute.get_replica_context()
     num_replicas = context.num_replicas_in_sync
     t, noise = self._draw_noise(labels['label_map'])
+    # The same on every replica: a per-batch coin is one coin per global batch.
+    seed = tf.stack([tf.cast(self.seed, tf.int64) * 1000003
+                     + tf.cast(self.global_step, tf.int64),
+                     tf.constant(-1, tf.int64)])
     # Only tensors the model uses enter the compiled function (XLA takes no strings).
     loss, grads = self._forward_backward(
         inputs['images'], labels['label_map'], inputs.get('past_label_maps'),
-        t, noise)
+        t, noise, seed)
     grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     grad_norm = tf.linalg.global_norm(grads)
     if self.clip_norm:

@@ -13,6 +13,7 @@ from models import decoder as decoder_lib
 from models import diffusion
 from models import ema as ema_lib
 from models import encoder as encoder_lib
+from models import losses
 from models import pix2seq_d
 from models import summary
 from tasks import config
@@ -78,8 +79,13 @@ def test_initial_loss_is_ln_256():
   assert abs(float(aux['loss_unweighted']) - math.log(256)) < 1e-3
 
 
-def _independent_loss(model, images, label_map, t, noise, loss_type):
-  """Algorithm 1 recomputed from the parts with numpy (weights per §3.2)."""
+def _independent_loss(model, images, label_map, t, noise, loss_type,
+                      self_condition=False):
+  """Algorithm 1 recomputed from the parts with numpy (weights per §3.2).
+
+  With `self_condition`, the decoder first predicts from `x_t` and zeros, then
+  from `x_t` and that prediction (Bit Diffusion).
+  """
   label = label_map.numpy()
   shifts = np.arange(8)
   bits = np.concatenate([(label[..., c:c + 1] >> shifts) & 1 for c in range(2)], -1)
@@ -88,8 +94,12 @@ def _independent_loss(model, images, label_map, t, noise, loss_type):
   g = gamma[:, None, None, None]
   x_t = np.sqrt(g) * x0 + np.sqrt(1 - g) * noise
   encoded = model.encode(images, training=True)
-  logits, x0_pred = model.denoise(tf.constant(x_t, tf.float32), tf.constant(gamma),
-                                  encoded, training=True)
+  x_t, gamma = tf.constant(x_t, tf.float32), tf.constant(gamma, tf.float32)
+  x0_prev = None
+  if self_condition:
+    _, x0_prev = model.denoise(x_t, gamma, encoded, training=True)
+  logits, x0_pred = model.denoise(x_t, gamma, encoded, training=True,
+                                  x0_prev=x0_prev)
   logits, x0_pred = logits.numpy().astype(np.float64), x0_pred.numpy()
   if loss_type == 'xent':
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -97,14 +107,14 @@ def _independent_loss(model, images, label_map, t, noise, loss_type):
     per_pixel = -picked.mean(-1)
   else:
     per_pixel = ((x0_pred - x0) ** 2).mean(-1)
-  losses = []
+  per_image = []
   for b in range(label.shape[0]):
     ids = label[b, ..., 1]
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     w = 1.0 / counts[inverse.reshape(ids.shape)] ** 0.2
     w = ids.size * w / w.sum()
-    losses.append((w * per_pixel[b]).mean())
-  return np.mean(losses)
+    per_image.append((w * per_pixel[b]).mean())
+  return np.mean(per_image)
 
 
 @pytest.mark.parametrize('loss_type', ['xent', 'l2'])
@@ -121,6 +131,110 @@ def test_loss_is_algorithm_1(loss_type):
                                noise=tf.constant(noise), training=True)
   expected = _independent_loss(model, images, label_map, t, noise, loss_type)
   np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize('rate', [0.0, 1.0])
+def test_self_conditioning_loss(rate):
+  """Rate 1: the second pass sees the first's x0 (no gradient through it); rate 0: zeros."""
+  model = _build(['build_model.self_condition = True',
+                  f'build_model.self_condition_rate = {rate}',
+                  "build_model.noisy_input_scaling = 'analytic'"])
+  # x_t, its estimate and the fused map: 16 + 16 + 32 input channels.
+  assert model.decoder.conv_in.kernel.shape[2] == 64
+  _perturb_near_zero(model)
+  model.encoder.trainable = False
+  images, label_map = _batch()
+  t = np.array([0.3, 0.8], np.float32)
+  noise = np.random.RandomState(3).randn(2, 32, 32, 16).astype(np.float32)
+  with tf.GradientTape() as tape:
+    loss, _ = model.compute_loss(images, label_map, t=tf.constant(t),
+                                 noise=tf.constant(noise), training=True)
+  expected = _independent_loss(model, images, label_map, t, noise, 'xent',
+                               self_condition=rate == 1.0)
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
+  # The estimate is an input, not a path for gradients: the gradient equals
+  # that of the second pass alone with the first pass's output held fixed.
+  variables = model.decoder.trainable_variables
+  grads = tape.gradient(loss, variables)
+  encoded = model.encode(images, training=True)
+  gamma = diffusion.cosine_gamma(tf.constant(t))
+  x_t = diffusion.add_noise(
+      bits_lib.label_map_to_bits(label_map, (8, 8), 0.1), tf.constant(t),
+      tf.constant(noise))
+  x0_prev = model.denoise(x_t, gamma, encoded)[1] if rate else None
+  with tf.GradientTape() as tape:
+    logits, _ = model.denoise(x_t, gamma, encoded, x0_prev=x0_prev)
+    weights = losses.mask_loss_weights(label_map[..., 1], 0.2, num_ids=256)
+    manual = tf.reduce_mean(
+        weights * losses.bit_group_cross_entropy(logits, label_map))
+  for got, want, v in zip(grads, tape.gradient(manual, variables), variables):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-3, atol=1e-6,
+                               err_msg=v.path)
+
+
+def test_self_conditioning_input():
+  model = _build(['build_model.self_condition = True'])
+  _perturb_near_zero(model)
+  images, _ = _batch()
+  encoded = model.encode(images)
+  x_t = tf.random.stateless_normal([2, 32, 32, 16], [3, 4])
+  gamma = tf.constant([0.5, 0.5])
+  zeros, _ = model.denoise(x_t, gamma, encoded)
+  np.testing.assert_array_equal(
+      zeros.numpy(),
+      model.denoise(x_t, gamma, encoded, x0_prev=tf.zeros_like(x_t))[0].numpy())
+  estimate = tf.sign(tf.random.stateless_normal([2, 32, 32, 16], [5, 6])) * 0.1
+  seen, _ = model.denoise(x_t, gamma, encoded, x0_prev=estimate)
+  assert float(tf.reduce_max(tf.abs(seen - zeros))) > 1e-2
+  gin.clear_config()
+  plain = _build()
+  with pytest.raises(ValueError, match='self_condition=False'):
+    plain.denoise(x_t, gamma, plain.encode(images), x0_prev=estimate)
+  with pytest.raises(ValueError, match='self_condition_rate'):
+    _build(['build_model.self_condition_rate = 1.5'])
+
+
+def test_pixel_posterior_logits_are_bayes():
+  rng = np.random.RandomState(0)
+  label_map = tf.constant(rng.randint(0, 16, size=(2, 4, 4, 2)), tf.int32)
+  x0 = bits_lib.label_map_to_bits(label_map, (4, 4), 0.1)
+  t = tf.constant([0.3, 0.6])
+  x_t = diffusion.add_noise(x0, t, tf.random.stateless_normal(x0.shape, [1, 2]))
+  gamma = diffusion.cosine_gamma(t)
+  logits = pix2seq_d.pixel_posterior_logits(x_t, gamma, (4, 4), 0.1)
+  # Gaussian likelihood of every pattern, normalised (uniform prior), in numpy.
+  shifts = np.arange(4)
+  patterns = (((np.arange(16)[:, None] >> shifts) & 1) * 2.0 - 1.0) * 0.1
+  g = gamma.numpy()[:, None, None, None, None]
+  x = x_t.numpy().reshape(2, 4, 4, 2, 1, 4)
+  log_lik = -((x - np.sqrt(g)[..., None] * patterns) ** 2).sum(-1) / (2 * (1 - g))
+  expected = np.exp(log_lik - log_lik.max(-1, keepdims=True))
+  expected /= expected.sum(-1, keepdims=True)
+  np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), expected,
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_posterior_skip_reads_the_mask_before_training():
+  """With the skip, a fresh decoder (logits ≈ 0) already reads x_t at low noise."""
+  model = _build(["build_model.logit_skip = 'posterior'"])
+  images, label_map = _batch()
+  label_map = label_map % 256
+  x0 = bits_lib.label_map_to_bits(label_map, (8, 8), 0.1)
+  t = tf.constant([0.01, 0.01])
+  x_t = diffusion.add_noise(x0, t, tf.random.stateless_normal(x0.shape, [5, 6]))
+  gamma = diffusion.cosine_gamma(t)
+  logits, x0_pred = model.denoise(x_t, gamma, model.encode(images))
+  read = bits_lib.bits_to_label_map(x0_pred, (8, 8))
+  assert float(tf.reduce_mean(tf.cast(read == label_map, tf.float32))) > 0.99
+  decoder_logits = model.decoder(
+      x_t, gamma, feature_map=model.encode(images)['feature_map'],
+      tokens=model.encode(images)['tokens'])
+  np.testing.assert_allclose(
+      logits.numpy(),
+      (decoder_logits + pix2seq_d.pixel_posterior_logits(
+          x_t, gamma, (8, 8), 0.1)).numpy(), rtol=1e-5, atol=1e-4)
+  with pytest.raises(ValueError, match='logit_skip'):
+    _build(["build_model.logit_skip = 'bayes'"])
 
 
 def test_forward_and_gradient_under_xla_match_eager():

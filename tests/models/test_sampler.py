@@ -14,6 +14,7 @@ class OracleModel:
 
   n_bits = (8, 8)
   b_scale = 0.1
+  self_condition = False
   gamma_fn = staticmethod(diffusion.cosine_gamma)
 
   def __init__(self, label_map):
@@ -27,8 +28,9 @@ class OracleModel:
   def past_bits_from_label_maps(self, past_label_maps):
     raise AssertionError('not a video model')
 
-  def denoise(self, x_t, gamma, encoded, past_bits=None, training=False):
-    del encoded, past_bits, training
+  def denoise(self, x_t, gamma, encoded, past_bits=None, training=False,
+              x0_prev=None):
+    del encoded, past_bits, training, x0_prev
     self.calls.append(gamma)
     # x0 slightly off the true scale: the sampler must threshold at 0.
     return None, self.truth * 1.7 + 0.0 * x_t
@@ -71,7 +73,8 @@ def test_decoder_sees_gamma_of_each_t_now():
 
   class Recorder(OracleModel):
 
-    def denoise(self, x_t, gamma, encoded, past_bits=None, training=False):
+    def denoise(self, x_t, gamma, encoded, past_bits=None, training=False,
+                x0_prev=None):
       gammas.append(float(gamma[0]))
       return super().denoise(x_t, gamma, encoded, past_bits, training)
 
@@ -81,6 +84,28 @@ def test_decoder_sees_gamma_of_each_t_now():
   # Eager while_loop runs the Python body once per step.
   expected = [float(diffusion.cosine_gamma(1 - s / 4)) for s in range(4)]
   np.testing.assert_allclose(gammas, expected, rtol=1e-5)
+
+
+def test_self_conditioned_model_sees_the_previous_prediction():
+  truth = _truth()
+  seen = []
+
+  class SelfConditioned(OracleModel):
+    self_condition = True
+
+    def denoise(self, x_t, gamma, encoded, past_bits=None, training=False,
+                x0_prev=None):
+      seen.append(x0_prev.numpy())
+      _, x0 = super().denoise(x_t, gamma, encoded, past_bits, training)
+      return None, x0 * float(gamma[0])  # A different estimate at each step.
+
+  sampler.sample(SelfConditioned(truth), tf.zeros([2, 12, 10, 3]),
+                 mask_size=(6, 5), num_steps=3, td=0.0, seed=[0, 0])
+  model = OracleModel(truth)
+  np.testing.assert_array_equal(seen[0], 0.0)
+  for step in (1, 2):
+    gamma = float(diffusion.cosine_gamma(1 - (step - 1) / 3))
+    np.testing.assert_allclose(seen[step], model.truth * 1.7 * gamma, rtol=1e-6)
 
 
 def test_trajectory_holds_each_steps_prediction():

@@ -79,9 +79,10 @@ def _train_subprocess(model_dir, records, extra_flags=(), bindings=(), env=None)
 
 
 def test_default_and_mirrored_two_cpus_give_the_same_loss(tmp_path, synthetic_records):
-  # Two noise draws per image: the draws, too, must not depend on sharding.
+  # Two noise draws per image and self-conditioning's per-batch coin: the
+  # draws, too, must not depend on sharding.
   same = ['run_experiment.jit_compile = False', 'run_experiment.seed = 3',
-          'run_experiment.noise_draws = 2']
+          'run_experiment.noise_draws = 2', 'build_model.self_condition = True']
   default = _train_subprocess(tmp_path / 'default', synthetic_records, bindings=same)
   assert default.returncode == 0, default.stderr[-3000:]
   mirrored = _train_subprocess(tmp_path / 'mirrored', synthetic_records,
