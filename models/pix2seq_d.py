@@ -12,10 +12,6 @@
   or the ℓ2 loss on `x0_pred`; for video (§3.4) the past frames' masks, as
   analog bits, are concatenated to the decoder input and dropped at random per
   example in training;
-- optionally a parameter-free skip to the logits: each pixel's own posterior
-  log-odds of every bit pattern given `x_t` (`pixel_posterior_logits`), so the
-  decoder learns only what the pixel alone does not say (the categorical
-  counterpart of the `c_skip` of Karras et al. 2022's preconditioning);
 - optionally self-conditioning (Bit Diffusion, Chen et al. 2022, ref. [12] of
   the paper; REFERENCE §2: in the authors' code, off in their final configs):
   the decoder also sees its previous `x0` estimate — zeros, or in training with
@@ -50,7 +46,6 @@ except ValueError:  # Already registered by another module.
 
 
 NOISY_INPUT_SCALINGS = ('none', 'analytic', 'std')
-LOGIT_SKIPS = ('none', 'posterior')
 
 
 def scale_noisy_input(x_t, gamma, b_scale: float, scaling: str = 'none'):
@@ -75,36 +70,6 @@ def scale_noisy_input(x_t, gamma, b_scale: float, scaling: str = 'none'):
                    f'{list(NOISY_INPUT_SCALINGS)}.')
 
 
-def pixel_posterior_logits(x_t, gamma, n_bits: Sequence[int], b_scale: float,
-                           min_variance: float = 1e-3) -> tf.Tensor:
-  """Each pixel's log-posterior (up to a constant) of every bit pattern given `x_t`.
-
-  For `x_t = sqrt(g) x0 + sqrt(1 - g) eps` with `x0` one of the base patterns
-  `p_k` in `{-b, b}^n` (all of the same norm), Bayes with a uniform prior gives
-  `log p(k | x_t) = sqrt(g) <x_t, p_k> / (1 - g) + const` per group. `1 - g` is
-  floored at `min_variance` (t ≈ 0.02) so the logits stay finite near t = 0,
-  where they are decisive anyway.
-
-  Args:
-    x_t: float `[B, h, w, sum(n_bits)]` noisy analog bits (not rescaled).
-    gamma: float `[B]`.
-    n_bits: bits per group (all equal).
-    b_scale: the analog-bit scale `b`.
-    min_variance: floor of `1 - gamma`.
-
-  Returns:
-    float32 `[B, h, w, groups, 2**n_bits]`.
-  """
-  n = n_bits[0]
-  x_t = tf.cast(x_t, tf.float32)
-  shape = tf.shape(x_t)
-  grouped = tf.reshape(x_t, [shape[0], shape[1], shape[2], len(n_bits), n])
-  dots = tf.einsum('...n,kn->...k', grouped,
-                   losses.base_bit_patterns(n, b_scale))
-  gamma = tf.reshape(tf.cast(gamma, tf.float32), [-1, 1, 1, 1, 1])
-  return dots * tf.sqrt(gamma) / tf.maximum(1.0 - gamma, min_variance)
-
-
 class Pix2SeqD(keras.Model):
   """Encoder + mask decoder + diffusion loss (module docstring).
 
@@ -123,7 +88,6 @@ class Pix2SeqD(keras.Model):
                noisy_input_scaling: str = 'none',
                self_condition: bool = False,
                self_condition_rate: float = 0.5,
-               logit_skip: str = 'none',
                gamma_fn: Callable = diffusion.cosine_gamma, **kwargs):
     """Builds the model from its parts.
 
@@ -152,10 +116,6 @@ class Pix2SeqD(keras.Model):
       self_condition_rate: in `compute_loss`, the probability (per batch, as
         in Bit Diffusion) that the estimate comes from a first decoder pass
         rather than zeros.
-      logit_skip: 'none' (the paper) or 'posterior': add
-        `pixel_posterior_logits(x_t)` to the decoder's logits (module
-        docstring); the decoder then starts out reading each pixel's own
-        evidence and learns the rest (the segment's other pixels, the image).
       gamma_fn: the noise schedule `gamma(t)`.
       **kwargs: for `keras.Model` (e.g. `name`).
     """
@@ -185,9 +145,6 @@ class Pix2SeqD(keras.Model):
                        f'of {list(NOISY_INPUT_SCALINGS)}.')
     if not 0.0 <= past_drop_rate <= 1.0:
       raise ValueError(f'past_drop_rate={past_drop_rate} must be in [0, 1].')
-    if logit_skip not in LOGIT_SKIPS:
-      raise ValueError(f'logit_skip={logit_skip!r} is not one of '
-                       f'{list(LOGIT_SKIPS)}.')
     if not 0.0 <= self_condition_rate <= 1.0:
       raise ValueError(f'self_condition_rate={self_condition_rate} must be in '
                        '[0, 1].')
@@ -202,7 +159,6 @@ class Pix2SeqD(keras.Model):
     self.noisy_input_scaling = noisy_input_scaling
     self.self_condition = bool(self_condition)
     self.self_condition_rate = float(self_condition_rate)
-    self.logit_skip = logit_skip
     self.gamma_fn = gamma_fn
 
   @property
@@ -255,9 +211,6 @@ class Pix2SeqD(keras.Model):
         self_cond = self_cond / self.b_scale
     gamma = tf.broadcast_to(tf.reshape(tf.cast(gamma, tf.float32), [-1]),
                             [tf.shape(x_t)[0]])
-    skip = 0.0
-    if self.logit_skip == 'posterior':
-      skip = pixel_posterior_logits(x_t, gamma, self.n_bits, self.b_scale)
     x_t = scale_noisy_input(x_t, gamma, self.b_scale, self.noisy_input_scaling)
     if past_bits is not None and self.noisy_input_scaling != 'none':
       # The clean past masks at unit scale too (bits in {-1, 1}).
@@ -269,10 +222,9 @@ class Pix2SeqD(keras.Model):
         raise ValueError(f'the encoder feature map is {feature_map.shape[1:3]} '
                          f'but the mask is {x_t.shape[1:3]}: image size / mask '
                          f'size must be {self.mask_stride}.')
-    logits = self.decoder(x_t, gamma, feature_map=feature_map, tokens=tokens,
-                          past_bits=past_bits, self_cond=self_cond,
-                          training=training)
-    return logits + skip
+    return self.decoder(x_t, gamma, feature_map=feature_map, tokens=tokens,
+                        past_bits=past_bits, self_cond=self_cond,
+                        training=training)
 
   def denoise(self, x_t, gamma, encoded, past_bits=None, training=False,
               x0_prev=None):
@@ -433,7 +385,6 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
                 noisy_input_scaling: str = 'none',
                 self_condition: bool = False,
                 self_condition_rate: float = 0.5,
-                logit_skip: str = 'none',
                 gamma_fn: Callable = diffusion.cosine_gamma) -> Pix2SeqD:
   """Builds `Pix2SeqD` from its parts and creates every variable (gin factory).
 
@@ -450,8 +401,7 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
                    num_past_frames=num_past_frames, past_drop_rate=past_drop_rate,
                    noisy_input_scaling=noisy_input_scaling,
                    self_condition=self_condition,
-                   self_condition_rate=self_condition_rate,
-                   logit_skip=logit_skip, gamma_fn=gamma_fn)
+                   self_condition_rate=self_condition_rate, gamma_fn=gamma_fn)
   model(model.dummy_inputs(), training=False)
   return model
 

@@ -194,49 +194,6 @@ def test_self_conditioning_input():
     _build(['build_model.self_condition_rate = 1.5'])
 
 
-def test_pixel_posterior_logits_are_bayes():
-  rng = np.random.RandomState(0)
-  label_map = tf.constant(rng.randint(0, 16, size=(2, 4, 4, 2)), tf.int32)
-  x0 = bits_lib.label_map_to_bits(label_map, (4, 4), 0.1)
-  t = tf.constant([0.3, 0.6])
-  x_t = diffusion.add_noise(x0, t, tf.random.stateless_normal(x0.shape, [1, 2]))
-  gamma = diffusion.cosine_gamma(t)
-  logits = pix2seq_d.pixel_posterior_logits(x_t, gamma, (4, 4), 0.1)
-  # Gaussian likelihood of every pattern, normalised (uniform prior), in numpy.
-  shifts = np.arange(4)
-  patterns = (((np.arange(16)[:, None] >> shifts) & 1) * 2.0 - 1.0) * 0.1
-  g = gamma.numpy()[:, None, None, None, None]
-  x = x_t.numpy().reshape(2, 4, 4, 2, 1, 4)
-  log_lik = -((x - np.sqrt(g)[..., None] * patterns) ** 2).sum(-1) / (2 * (1 - g))
-  expected = np.exp(log_lik - log_lik.max(-1, keepdims=True))
-  expected /= expected.sum(-1, keepdims=True)
-  np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), expected,
-                             rtol=1e-4, atol=1e-6)
-
-
-def test_posterior_skip_reads_the_mask_before_training():
-  """With the skip, a fresh decoder (logits ≈ 0) already reads x_t at low noise."""
-  model = _build(["build_model.logit_skip = 'posterior'"])
-  images, label_map = _batch()
-  label_map = label_map % 256
-  x0 = bits_lib.label_map_to_bits(label_map, (8, 8), 0.1)
-  t = tf.constant([0.01, 0.01])
-  x_t = diffusion.add_noise(x0, t, tf.random.stateless_normal(x0.shape, [5, 6]))
-  gamma = diffusion.cosine_gamma(t)
-  logits, x0_pred = model.denoise(x_t, gamma, model.encode(images))
-  read = bits_lib.bits_to_label_map(x0_pred, (8, 8))
-  assert float(tf.reduce_mean(tf.cast(read == label_map, tf.float32))) > 0.99
-  decoder_logits = model.decoder(
-      x_t, gamma, feature_map=model.encode(images)['feature_map'],
-      tokens=model.encode(images)['tokens'])
-  np.testing.assert_allclose(
-      logits.numpy(),
-      (decoder_logits + pix2seq_d.pixel_posterior_logits(
-          x_t, gamma, (8, 8), 0.1)).numpy(), rtol=1e-5, atol=1e-4)
-  with pytest.raises(ValueError, match='logit_skip'):
-    _build(["build_model.logit_skip = 'bayes'"])
-
-
 def test_forward_and_gradient_under_xla_match_eager():
   model = _build(SMALLER)
   _perturb_near_zero(model)
