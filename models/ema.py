@@ -60,9 +60,17 @@ class EMA(tf.Module):
       decay: float or scalar tensor; default `self.decay`.
     """
     decay = tf.cast(self.decay if decay is None else decay, tf.float32)
+    # One variable after the other: in a graph nothing orders the updates of
+    # different variables, and the executor would compute every variable's
+    # temporaries before the first assignment (~2x the model's size at peak;
+    # 0.9 GB for the paper's model). A read of the variable just assigned
+    # is ordered after the assignment, so it chains the next update.
+    done = []
     for shadow, variable in zip(self.shadow_variables, self._model_variables):
-      shadow.assign(shadow.value * tf.cast(decay, shadow.dtype) +
-                    variable.value * tf.cast(1.0 - decay, shadow.dtype))
+      with tf.control_dependencies(done):
+        step = (shadow.value - variable.value) * tf.cast(1.0 - decay, shadow.dtype)
+      shadow.assign_sub(step)
+      done = [tf.identity(shadow.value)]
 
   def swap(self) -> '_SwapBack':
     """Exchanges the model's values and the shadow values.
