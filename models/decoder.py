@@ -194,7 +194,8 @@ class TransUNet(keras.layers.Layer):
                transformer_dim: int = 512, transformer_layers: int = 6,
                transformer_heads: int = 8, transformer_mlp_dim: int = 2048,
                time_embedding_dim: int = 128, time_mlp_dim: int = 512,
-               time_scale: float = 1000.0, dropout_rate: float = 0.0, **kwargs):
+               time_scale: float = 1000.0, dropout_rate: float = 0.0,
+               recompute_blocks: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.use_cat, self.use_attn = conditioning_flags(conditioning)
     self.conditioning = conditioning
@@ -208,6 +209,10 @@ class TransUNet(keras.layers.Layer):
     if self.use_attn and transformer_layers == 0:
       raise ValueError(f'conditioning={conditioning!r} cross-attends in the '
                        'bottleneck transformer; transformer_layers must be > 0.')
+    if recompute_blocks and dropout_rate:
+      raise ValueError('recompute_blocks needs dropout_rate = 0 (a recomputed '
+                       'block would draw another dropout mask).')
+    self.recompute_blocks = recompute_blocks
     self.n_bits = tuple(n_bits)
     self.num_groups = len(n_bits)
     self.num_classes = 2**n_bits[0]
@@ -281,7 +286,7 @@ class TransUNet(keras.layers.Layer):
     skips = [x]
     for level in range(self.num_levels):
       for block in self.down_blocks[level]:
-        x = block(x, emb, training=training)
+        x = self._run_block(block, x, emb, training)
         skips.append(x)
       if self.downsamples[level] is not None:
         x = self.downsamples[level](x)
@@ -291,13 +296,23 @@ class TransUNet(keras.layers.Layer):
                            training=training)
     for level in reversed(range(self.num_levels)):
       for block in self.up_blocks[level]:
-        x = block(tf.concat([x, skips.pop()], axis=-1), emb, training=training)
+        x = self._run_block(block, tf.concat([x, skips.pop()], axis=-1), emb,
+                            training)
       if self.upsamples[level] is not None:
         x = self.upsamples[level](layers_lib.upsample_nearest(x, 2))
     logits = self.conv_out(tf.cast(tf.nn.silu(self.norm_out(x)), tf.float32))
     return tf.reshape(logits,
                       [tf.shape(x)[0], height, width, self.num_groups,
                        self.num_classes])
+
+  def _run_block(self, block, x, emb, training):
+    """A residual block; in training with `recompute_blocks`, rematerialised."""
+    if not (training and self.recompute_blocks and block.built):
+      return block(x, emb, training=training)
+    # Keeps only the block's input for the backward pass and recomputes the
+    # rest there (GroupNorm, no state; no dropout): less memory, more compute.
+    return tf.recompute_grad(
+        lambda x, emb: block(x, emb, training=training))(x, emb)
 
 
 @gin.configurable
@@ -316,7 +331,8 @@ def build_mask_decoder(n_bits: Sequence[int] = (8, 8),
                        time_embedding_dim: int = 128,
                        time_mlp_dim: int = 512,
                        time_scale: float = 1000.0,
-                       dropout_rate: float = 0.0) -> TransUNet:
+                       dropout_rate: float = 0.0,
+                       recompute_blocks: bool = False) -> TransUNet:
   """Builds the TransUNet mask decoder (defaults = the paper, REFERENCE §4).
 
   Args:
@@ -338,6 +354,9 @@ def build_mask_decoder(n_bits: Sequence[int] = (8, 8),
     time_mlp_dim: width of the time MLP (and of the embedding the blocks see).
     time_scale: `gamma` is multiplied by this before the sinusoidal embedding.
     dropout_rate: dropout in the residual blocks and transformer MLPs.
+    recompute_blocks: gradient checkpointing of the U-Net's residual blocks
+      in training (`tf.recompute_grad`): their activations are recomputed in
+      the backward pass instead of kept (needs dropout_rate = 0).
 
   Returns:
     An unbuilt `TransUNet` (variables are created on the first call).
@@ -350,7 +369,8 @@ def build_mask_decoder(n_bits: Sequence[int] = (8, 8),
       transformer_layers=transformer_layers, transformer_heads=transformer_heads,
       transformer_mlp_dim=transformer_mlp_dim,
       time_embedding_dim=time_embedding_dim, time_mlp_dim=time_mlp_dim,
-      time_scale=time_scale, dropout_rate=dropout_rate, name='mask_decoder')
+      time_scale=time_scale, dropout_rate=dropout_rate,
+      recompute_blocks=recompute_blocks, name='mask_decoder')
 
 
 def decoder_part_counts(decoder: TransUNet) -> dict:
