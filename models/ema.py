@@ -61,10 +61,10 @@ class EMA(tf.Module):
     """
     decay = tf.cast(self.decay if decay is None else decay, tf.float32)
     # One variable after the other: in a graph nothing orders the updates of
-    # different variables, and the executor would compute every variable's
-    # temporaries before the first assignment (~2x the model's size at peak;
-    # 0.9 GB for the paper's model). A read of the variable just assigned
-    # is ordered after the assignment, so it chains the next update.
+    # different variables, and the executor may compute every variable's
+    # temporaries before the first assignment (paper-size training peak
+    # measured 7.53 GB unchained, 7.13 GB chained). A read of the variable
+    # just assigned is ordered after the assignment, so it chains the next.
     done = []
     for shadow, variable in zip(self.shadow_variables, self._model_variables):
       with tf.control_dependencies(done):

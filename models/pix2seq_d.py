@@ -203,18 +203,18 @@ class Pix2SeqD(keras.Model):
     if x0_prev is not None and not self.self_condition:
       raise ValueError('x0_prev was given but the model was built with '
                        'self_condition=False.')
+    # With a scaled x_t, the clean inputs (past masks, the previous estimate)
+    # are put at unit scale too (bits in {-1, 1}).
+    clean_scale = 1.0 if self.noisy_input_scaling == 'none' else 1.0 / self.b_scale
     self_cond = None
     if self.self_condition:
       self_cond = (tf.zeros_like(x_t) if x0_prev is None
-                   else tf.cast(x0_prev, x_t.dtype))
-      if self.noisy_input_scaling != 'none':
-        self_cond = self_cond / self.b_scale
+                   else tf.cast(x0_prev, x_t.dtype) * clean_scale)
     gamma = tf.broadcast_to(tf.reshape(tf.cast(gamma, tf.float32), [-1]),
                             [tf.shape(x_t)[0]])
     x_t = scale_noisy_input(x_t, gamma, self.b_scale, self.noisy_input_scaling)
-    if past_bits is not None and self.noisy_input_scaling != 'none':
-      # The clean past masks at unit scale too (bits in {-1, 1}).
-      past_bits = past_bits / self.b_scale
+    if past_bits is not None:
+      past_bits = past_bits * clean_scale
     feature_map = tokens = None
     if encoded is not None:
       feature_map, tokens = encoded['feature_map'], encoded['tokens']

@@ -117,6 +117,13 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     inputs, labels = next(iterator)
     self.strategy.run(self._replica_step, args=(inputs, labels))
 
+  def _draw_seed(self, index):
+    """Stateless seed keyed by (seed, step, `index`): a global example index,
+    or -1 for the draws shared by the whole step."""
+    step = tf.cast(self.global_step, tf.int64)
+    return tf.stack([tf.cast(self.seed, tf.int64) * 1000003 + step,
+                     tf.cast(index, tf.int64)])
+
   def _draw_noise(self, label_map):
     """Per-example `t [B * D]` and `eps [B * D, h, w, bits]`, independent of sharding.
 
@@ -127,13 +134,11 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     local_batch = label_map.shape[0]
     first = tf.cast(context.replica_id_in_sync_group, tf.int64) * local_batch
     indices = first + tf.range(local_batch, dtype=tf.int64)
-    step = tf.cast(self.global_step, tf.int64)
     draws = self.noise_draws
     bits_shape = label_map.shape[1:3] + [sum(self.model.n_bits)]
 
     def one_example(index):
-      seed = tf.stack([tf.cast(self.seed, tf.int64) * 1000003 + step, index])
-      seeds = tf.random.experimental.stateless_split(seed, 2)
+      seeds = tf.random.experimental.stateless_split(self._draw_seed(index), 2)
       uniform = tf.random.stateless_uniform([draws], seed=seeds[0])
       t = (tf.range(draws, dtype=tf.float32) + uniform) / draws
       eps = tf.random.stateless_normal([draws] + bits_shape, seed=seeds[1])
@@ -161,9 +166,7 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     num_replicas = context.num_replicas_in_sync
     t, noise = self._draw_noise(labels['label_map'])
     # The same on every replica: a per-batch coin is one coin per global batch.
-    seed = tf.stack([tf.cast(self.seed, tf.int64) * 1000003
-                     + tf.cast(self.global_step, tf.int64),
-                     tf.constant(-1, tf.int64)])
+    seed = self._draw_seed(-1)
     # Only tensors the model uses enter the compiled function (XLA takes no strings).
     loss, grads = self._forward_backward(
         inputs['images'], labels['label_map'], inputs.get('past_label_maps'),

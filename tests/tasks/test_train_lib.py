@@ -254,6 +254,8 @@ def test_noise_draws_are_stratified_per_example():
     fake = types.SimpleNamespace(
         noise_draws=draws, seed=seed, global_step=tf.constant(step, tf.int64),
         model=types.SimpleNamespace(n_bits=(4, 4)))
+    fake._draw_seed = lambda index: trainer_lib.Pix2SeqDTrainer._draw_seed(  # pylint: disable=protected-access
+        fake, index)
     return trainer_lib.Pix2SeqDTrainer._draw_noise(
         fake, tf.zeros([3, 8, 8, 2], tf.int32))
 
