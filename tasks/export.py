@@ -235,7 +235,8 @@ class PanopticServingModule(tf.Module):
                past_frame_offsets: Optional[Sequence[int]] = None,
                max_trajectory_steps: int = 50,
                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-               jit_compile: bool = False):
+               jit_compile: bool = False, min_pixels_at: str = 'mask',
+               void_votes: bool = False):
     """Builds the serving functions around a built model.
 
     Args:
@@ -253,6 +254,9 @@ class PanopticServingModule(tf.Module):
       max_image_pixels: larger encoded JPEG/PNG images are refused before
         they are decoded.
       jit_compile: XLA-compile the sampler + post-processing part.
+      min_pixels_at: 'mask' or 'original': where `min_pixels` counts pixels
+        (tasks/postprocess.py; 'original' after the resize back).
+      void_votes: void votes in the majority class (the authors' code).
     """
     super().__init__(name='pix2seq_d_serving')
     if model.encoder is None:
@@ -281,6 +285,8 @@ class PanopticServingModule(tf.Module):
     self.num_steps = int(num_steps)
     self.td = float(td)
     self.min_pixels = int(min_pixels)
+    self.min_pixels_at = postprocess.check_min_pixels_at(min_pixels_at)
+    self.void_votes = bool(void_votes)
     self.max_trajectory_steps = int(max_trajectory_steps)
     self.max_image_pixels = int(max_image_pixels)
     self.num_past_frames = model.num_past_frames
@@ -363,13 +369,18 @@ class PanopticServingModule(tf.Module):
                              num_steps=num_steps, td=td, seed=seed,
                              past_label_maps=past_label_maps,
                              trajectory_size=trajectory_size)
-    label_map = postprocess.majority_class_and_min_pixels(
-        outputs['label_map'], self.min_pixels,
-        num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=len(self.categories))
+    label_map = self._postprocess(outputs['label_map'], at='mask')
     if trajectory_size:
       return label_map, outputs['trajectory']
     return label_map, tf.zeros([0], tf.int32)
+
+  def _postprocess(self, label_map, at):
+    """Majority class and, where `min_pixels_at` says so, the size filter."""
+    return postprocess.postprocess_stage(
+        label_map, at, min_pixels=self.min_pixels,
+        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
+        num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
+        num_valid_classes=len(self.categories))
 
   def _to_original(self, label_map, image_info):
     """`[B, h, w, 2]` -> `[B, H_max, W_max, 2]` at the original sizes (void padded)."""
@@ -379,6 +390,8 @@ class PanopticServingModule(tf.Module):
     def one(args):
       mask, info = args
       mask = parsers.label_map_to_original(mask, info, self.image_size)
+      if self.min_pixels_at == 'original':
+        mask = self._postprocess(mask[tf.newaxis], at='original')[0]
       size = tf.shape(mask)[:2]
       return tf.pad(mask, [[0, max_size[0] - size[0]],
                            [0, max_size[1] - size[1]], [0, 0]])
@@ -504,6 +517,8 @@ class PanopticServingModule(tf.Module):
         'num_steps': self.num_steps,
         'td': self.td,
         'min_pixels': self.min_pixels,
+        'min_pixels_at': self.min_pixels_at,
+        'void_votes': self.void_votes,
         'max_num_steps': MAX_NUM_STEPS,
         'max_trajectory_steps': self.max_trajectory_steps,
         'max_image_pixels': self.max_image_pixels,
@@ -658,7 +673,9 @@ def export_saved_model(model_dir: str, output_dir: str,
                        past_frame_offsets: Optional[Sequence[int]] = None,
                        max_trajectory_steps: int = 50,
                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                       jit_compile: bool = False) -> dict:
+                       jit_compile: bool = False,
+                       min_pixels_at: Optional[str] = None,
+                       void_votes: Optional[bool] = None) -> dict:
   """Exports the gin-configured model's EMA weights with the sampler as a SavedModel.
 
   Parse the gin config first (`parse_export_gin`). Settings left None come
@@ -686,6 +703,8 @@ def export_saved_model(model_dir: str, output_dir: str,
       before decoding (a decompression bomb cannot exhaust the server).
     jit_compile: XLA-compile the sampler inside the SavedModel (faster on
       accelerators; the server must have XLA).
+    min_pixels_at: 'mask' or 'original' (tasks/postprocess.py).
+    void_votes: void votes in the majority class (the authors' code).
 
   Returns:
     The export info (also in `assets.extra/export_info.json`), with
@@ -708,6 +727,9 @@ def export_saved_model(model_dir: str, output_dir: str,
                 DEFAULT_VIDEO_TD if video else DEFAULT_TD)
   min_pixels = _setting(min_pixels, ['build_evaluator.min_pixels'],
                         DEFAULT_VIDEO_MIN_PIXELS if video else DEFAULT_MIN_PIXELS)
+  min_pixels_at = _setting(min_pixels_at, ['build_evaluator.min_pixels_at'],
+                           'mask')
+  void_votes = _setting(void_votes, ['build_evaluator.void_votes'], False)
   categories_json = _setting(categories_json,
                              ['build_evaluator.categories_json',
                               '%CATEGORIES_JSON'], name='categories_json')
@@ -722,7 +744,8 @@ def export_saved_model(model_dir: str, output_dir: str,
       num_steps=num_steps, td=td, min_pixels=min_pixels,
       past_frame_offsets=past_frame_offsets,
       max_trajectory_steps=max_trajectory_steps,
-      max_image_pixels=max_image_pixels, jit_compile=jit_compile)
+      max_image_pixels=max_image_pixels, jit_compile=jit_compile,
+      min_pixels_at=min_pixels_at, void_votes=void_votes)
   info = module.export_info()
   reader = tf.train.load_checkpoint(checkpoint_path)
   step_key = 'global_step/.ATTRIBUTES/VARIABLE_VALUE'

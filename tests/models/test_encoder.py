@@ -195,3 +195,15 @@ def test_stem_pool_padding_same_is_tf_same_and_shifts_the_windows():
   assert not np.allclose(same(x)[0].numpy(), symmetric(x)[0].numpy(), atol=1e-3)
   with pytest.raises(ValueError, match="stem_pool_padding='valid'"):
     encoder_lib.ResNet((1,), 8, 'basic', stem_pool_padding='valid')
+
+
+def test_sync_batch_norm_reaches_every_batch_norm():
+  encoder = _tiny_encoder(sync_batch_norm=True)
+  encoder(tf.zeros([1, 64, 64, 3]))
+  norms = [l for l in encoder.backbone.named_layers().values()
+           if isinstance(l, keras.layers.BatchNormalization)]
+  assert norms and all(l.synchronized for l in norms)
+  default = _tiny_encoder()
+  default(tf.zeros([1, 64, 64, 3]))
+  assert not any(l.synchronized for l in default.backbone.named_layers().values()
+                 if isinstance(l, keras.layers.BatchNormalization))
