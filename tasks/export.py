@@ -206,8 +206,10 @@ def _decode_checked(encoded, max_image_pixels):
     return decoders.decode_image(tf.identity(encoded))
 
 
-def _preprocess_one(image, image_size):
+def _preprocess_one(image, image_size, pad_value=0.0, antialias=False):
   """One decoded uint8 `[H, W, 3]` image to the EvalParser's model input.
+
+  `pad_value` and `antialias` as the EvalParser's (the authors': 0.3, True).
 
   Returns:
     `(float32 [*image_size, 3] in [0, 1], image_info float32 [4, 2])`.
@@ -218,7 +220,9 @@ def _preprocess_one(image, image_size):
       image)
   image_info = parsers.compute_image_info(size, image_size)
   image = parsers.pad_to_size(
-      parsers.resize_and_crop_image(image, image_info, image_size), image_size)
+      parsers.resize_and_crop_image(image, image_info, image_size,
+                                    antialias=antialias),
+      image_size, pad_value)
   return tf.ensure_shape(image, tuple(image_size) + (3,)), image_info
 
 
@@ -236,7 +240,8 @@ class PanopticServingModule(tf.Module):
                max_trajectory_steps: int = 50,
                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                jit_compile: bool = False, min_pixels_at: str = 'mask',
-               void_votes: bool = False):
+               void_votes: bool = False, pad_value: float = 0.0,
+               antialias: bool = False):
     """Builds the serving functions around a built model.
 
     Args:
@@ -257,6 +262,8 @@ class PanopticServingModule(tf.Module):
       min_pixels_at: 'mask' or 'original': where `min_pixels` counts pixels
         (tasks/postprocess.py; 'original' after the resize back).
       void_votes: void votes in the majority class (the authors' code).
+      pad_value: image padding value (the EvalParser's).
+      antialias: antialiased image resize (the EvalParser's).
     """
     super().__init__(name='pix2seq_d_serving')
     if model.encoder is None:
@@ -287,6 +294,8 @@ class PanopticServingModule(tf.Module):
     self.min_pixels = int(min_pixels)
     self.min_pixels_at = postprocess.check_min_pixels_at(min_pixels_at)
     self.void_votes = bool(void_votes)
+    self.pad_value = float(pad_value)
+    self.antialias = bool(antialias)
     self.max_trajectory_steps = int(max_trajectory_steps)
     self.max_image_pixels = int(max_image_pixels)
     self.num_past_frames = model.num_past_frames
@@ -321,7 +330,7 @@ class PanopticServingModule(tf.Module):
 
     def one(encoded):
       return _preprocess_one(_decode_checked(encoded, self.max_image_pixels),
-                             self.image_size)
+                             self.image_size, self.pad_value, self.antialias)
 
     return tf.map_fn(one, image_bytes, fn_output_signature=(
         tf.TensorSpec(self.image_size + (3,), tf.float32),
@@ -335,7 +344,8 @@ class PanopticServingModule(tf.Module):
         [_check(tf.shape(image_tensor)[0] > 0, 'image_tensor: empty batch')],
         image_tensor)
     return tf.map_fn(
-        lambda image: _preprocess_one(image, self.image_size), image_tensor,
+        lambda image: _preprocess_one(image, self.image_size, self.pad_value,
+                                      self.antialias), image_tensor,
         fn_output_signature=(tf.TensorSpec(self.image_size + (3,), tf.float32),
                              tf.TensorSpec([4, 2], tf.float32)))
 
@@ -519,6 +529,8 @@ class PanopticServingModule(tf.Module):
         'min_pixels': self.min_pixels,
         'min_pixels_at': self.min_pixels_at,
         'void_votes': self.void_votes,
+        'pad_value': self.pad_value,
+        'antialias': self.antialias,
         'max_num_steps': MAX_NUM_STEPS,
         'max_trajectory_steps': self.max_trajectory_steps,
         'max_image_pixels': self.max_image_pixels,
@@ -730,6 +742,10 @@ def export_saved_model(model_dir: str, output_dir: str,
   min_pixels_at = _setting(min_pixels_at, ['build_evaluator.min_pixels_at'],
                            'mask')
   void_votes = _setting(void_votes, ['build_evaluator.void_votes'], False)
+  pad_value = _setting(None, ['eval/EvalParser.pad_value',
+                              'EvalParser.pad_value'], 0.0)
+  antialias = _setting(None, ['eval/EvalParser.antialias',
+                              'EvalParser.antialias'], False)
   categories_json = _setting(categories_json,
                              ['build_evaluator.categories_json',
                               '%CATEGORIES_JSON'], name='categories_json')
@@ -745,7 +761,8 @@ def export_saved_model(model_dir: str, output_dir: str,
       past_frame_offsets=past_frame_offsets,
       max_trajectory_steps=max_trajectory_steps,
       max_image_pixels=max_image_pixels, jit_compile=jit_compile,
-      min_pixels_at=min_pixels_at, void_votes=void_votes)
+      min_pixels_at=min_pixels_at, void_votes=void_votes, pad_value=pad_value,
+      antialias=antialias)
   info = module.export_info()
   reader = tf.train.load_checkpoint(checkpoint_path)
   step_key = 'global_step/.ATTRIBUTES/VARIABLE_VALUE'

@@ -114,3 +114,15 @@ def test_min_pixels_at_original_counts_original_pixels():
   np.testing.assert_array_equal(
       postprocess.postprocess_stage(original[tf.newaxis], 'original', **kwargs),
       original[tf.newaxis])
+
+
+def test_serving_preprocessing_takes_the_eval_parsers_pad_and_antialias():
+  from tasks import export  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  image = tf.constant(rng.integers(0, 256, size=(40, 80, 3)), tf.uint8)
+  served, info = export._preprocess_one(image, (32, 32), 0.3, True)
+  expected = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (16, 32),
+                             antialias=True)
+  np.testing.assert_allclose(served.numpy()[:16], expected, atol=1e-5)
+  np.testing.assert_allclose(served.numpy()[16:], 0.3)
+  np.testing.assert_allclose(info.numpy()[1], [16, 32])
