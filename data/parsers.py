@@ -136,7 +136,8 @@ def _mirror(indices_or_coordinates, length, flip):
 
 def resize_and_crop_image(image: tf.Tensor, image_info: tf.Tensor,
                           output_size: Size,
-                          flip: Optional[tf.Tensor] = None) -> tf.Tensor:
+                          flip: Optional[tf.Tensor] = None,
+                          antialias: bool = False) -> tf.Tensor:
   """The output window of the image scaled as `image_info` says (bilinear).
 
   Equal to `tf.image.resize(image, scaled_size)` (bilinear, half-pixel
@@ -148,6 +149,9 @@ def resize_and_crop_image(image: tf.Tensor, image_info: tf.Tensor,
     image_info: float32 `[4, 2]` from `compute_image_info`.
     output_size: (height, width) of the window.
     flip: optional bool scalar: mirror the original left-right first.
+    antialias: resize the whole image with `tf.image.resize(..., antialias=
+      True)` (the authors' transforms; differs from plain bilinear where the
+      image shrinks) and crop the window; costs the whole scaled image.
 
   Returns:
     float32 `[h', w', C]` (uint8 input is scaled to [0, 1]),
@@ -157,6 +161,16 @@ def resize_and_crop_image(image: tf.Tensor, image_info: tf.Tensor,
   rows = tf.range(_window_length(image_info, 0, output_size[0]))
   cols = tf.range(_window_length(image_info, 1, output_size[1]))
   offset = tf.cast(image_info[3], tf.int32)
+  if antialias:
+    full = tf.cast(image, tf.float32)
+    if image.dtype == tf.uint8:
+      full = full / 255.0
+    if flip is not None:
+      full = tf.where(flip, tf.reverse(full, [1]), full)
+    full = tf.image.resize(full, tf.cast(image_info[1], tf.int32), 'bilinear',
+                           antialias=True)
+    return full[offset[0]:offset[0] + tf.size(rows),
+                offset[1]:offset[1] + tf.size(cols)]
   row_coordinates = _source_centres(image_info, 0, rows + offset[0]) - 0.5
   col_coordinates = _mirror(
       _source_centres(image_info, 1, cols + offset[1]) - 0.5,
@@ -168,9 +182,13 @@ def resize_and_crop_image(image: tf.Tensor, image_info: tf.Tensor,
   return window
 
 
-def pad_to_size(x: tf.Tensor, output_size: Size) -> tf.Tensor:
-  """Zero-pads `[..., h, w, C]` at the bottom and right to `output_size`."""
-  return tf.image.pad_to_bounding_box(x, 0, 0, output_size[0], output_size[1])
+def pad_to_size(x: tf.Tensor, output_size: Size, value: float = 0.0) -> tf.Tensor:
+  """Pads `[..., h, w, C]` at the bottom and right to `output_size` with `value`."""
+  if not value:
+    return tf.image.pad_to_bounding_box(x, 0, 0, output_size[0], output_size[1])
+  value = tf.cast(value, x.dtype)
+  return tf.image.pad_to_bounding_box(
+      x - value, 0, 0, output_size[0], output_size[1]) + value
 
 
 def masks_to_label_map(category_mask: tf.Tensor, instance_mask: tf.Tensor,
@@ -446,7 +464,9 @@ class TrainParser:
                max_instances: int = 101,
                crowd_to_void: bool = True,
                instance_bits: int = 8,
-               seed: Optional[int] = None):
+               seed: Optional[int] = None,
+               pad_value: float = 0.0,
+               antialias: bool = False):
     """Stores the settings.
 
     Args:
@@ -460,6 +480,9 @@ class TrainParser:
       instance_bits: bits of the instance channel; K must be < 2**bits.
       seed: op seed of the per-example seed drawn when a call passes none
         (the pipeline always passes one).
+      pad_value: value of the image padding (the authors': 0.3 on their
+        `[0, 1]` pixels; ours 0).
+      antialias: antialiased resizing of the image (the authors' transforms).
     """
     _check_common(image_size, mask_size, max_instances, instance_bits)
     if not 0 < scale_range[0] <= scale_range[1]:
@@ -474,6 +497,8 @@ class TrainParser:
     self.max_instances = max_instances
     self.crowd_to_void = crowd_to_void
     self.seed = seed
+    self.pad_value = float(pad_value)
+    self.antialias = bool(antialias)
 
   def __call__(self, decoded: Dict[str, tf.Tensor],
                seed: Optional[tf.Tensor] = None):
@@ -490,10 +515,11 @@ class TrainParser:
     image_info = compute_image_info(tf.shape(image)[:2], self.image_size,
                                     scale, offset_fraction)
 
-    image = resize_and_crop_image(image, image_info, self.image_size, flip)
+    image = resize_and_crop_image(image, image_info, self.image_size, flip,
+                                  antialias=self.antialias)
     if self.color_jitter > 0:
       image = color_jitter(image, self.color_jitter, seeds[3])
-    image = pad_to_size(image, self.image_size)
+    image = pad_to_size(image, self.image_size, self.pad_value)
 
     label_map = masks_to_label_map(decoded['category_mask'],
                                    decoded['instance_mask'], image_info,
@@ -534,7 +560,9 @@ class EvalParser:
                image_size: Size = (256, 256),
                mask_size: Size = (128, 128),
                max_original_size: Size = (640, 640),
-               max_segments: int = 256):
+               max_segments: int = 256,
+               pad_value: float = 0.0,
+               antialias: bool = False):
     """Stores the settings.
 
     Args:
@@ -544,6 +572,8 @@ class EvalParser:
         ground truth is padded to it (COCO: 640 x 640). Larger images fail
         with an error naming the record.
       max_segments: bound on segments per image (tables are this + 1 long).
+      pad_value: value of the image padding (the authors': 0.3).
+      antialias: antialiased resizing of the image (the authors' transforms).
     """
     if len(image_size) != 2 or len(mask_size) != 2:
       raise ValueError(f'image_size {image_size} and mask_size {mask_size} '
@@ -552,6 +582,8 @@ class EvalParser:
     self.mask_size = tuple(mask_size)
     self.max_original_size = tuple(max_original_size)
     self.max_segments = max_segments
+    self.pad_value = float(pad_value)
+    self.antialias = bool(antialias)
 
   def __call__(self, decoded: Dict[str, tf.Tensor],
                seed: Optional[tf.Tensor] = None):
@@ -561,8 +593,9 @@ class EvalParser:
     instance_mask = decoded['instance_mask']
     image_info = compute_image_info(tf.shape(category_mask), self.image_size)
     image = pad_to_size(
-        resize_and_crop_image(decoded['image'], image_info, self.image_size),
-        self.image_size)
+        resize_and_crop_image(decoded['image'], image_info, self.image_size,
+                              antialias=self.antialias),
+        self.image_size, self.pad_value)
     label_map = masks_to_label_map(category_mask, instance_mask, image_info,
                                    self.image_size, self.mask_size)
     masks = tf.stack([category_mask, instance_mask], axis=-1)

@@ -27,7 +27,7 @@ initial cross entropy is ln 256 (REFERENCE §4).
 
 import functools
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import gin
 import keras
@@ -130,9 +130,11 @@ class BottleneckTransformer(keras.layers.Layer):
 
   def __init__(self, dim: int = 512, num_layers: int = 6, num_heads: int = 8,
                mlp_dim: int = 2048, cross_attention: bool = True,
-               dropout_rate: float = 0.0, **kwargs):
+               dropout_rate: float = 0.0, norm_in_groups: Optional[int] = None,
+               **kwargs):
     super().__init__(**kwargs)
     self.dim = dim
+    self.norm_in_groups = norm_in_groups
     self.cross_attention = cross_attention
     init = layers_lib.glorot_uniform()
     self.conv_in = keras.layers.Conv2D(dim, 1, kernel_initializer=init,
@@ -151,8 +153,8 @@ class BottleneckTransformer(keras.layers.Layer):
                                         name='conv_out')
 
   def build(self, input_shape):
-    self.norm_in = layers_lib.GroupNorm(layers_lib.num_groups_for(input_shape[-1]),
-                                        name='norm_in')
+    groups = self.norm_in_groups or layers_lib.num_groups_for(input_shape[-1])
+    self.norm_in = layers_lib.GroupNorm(groups, name='norm_in')
 
   def call(self, x, emb, tokens=None, training=False):
     height, width = layers_lib.static_hw(x)
@@ -195,7 +197,8 @@ class TransUNet(keras.layers.Layer):
                transformer_heads: int = 8, transformer_mlp_dim: int = 2048,
                time_embedding_dim: int = 128, time_mlp_dim: int = 512,
                time_scale: float = 1000.0, dropout_rate: float = 0.0,
-               recompute_blocks: bool = False, **kwargs):
+               recompute_blocks: bool = False,
+               transformer_norm_in_groups: Optional[int] = None, **kwargs):
     super().__init__(**kwargs)
     self.use_cat, self.use_attn = conditioning_flags(conditioning)
     self.conditioning = conditioning
@@ -250,7 +253,8 @@ class TransUNet(keras.layers.Layer):
       self.transformer = BottleneckTransformer(
           transformer_dim, transformer_layers, transformer_heads,
           transformer_mlp_dim, cross_attention=self.use_attn,
-          dropout_rate=dropout_rate, name='transformer')
+          dropout_rate=dropout_rate, norm_in_groups=transformer_norm_in_groups,
+          name='transformer')
     self.norm_out = layers_lib.GroupNorm(layers_lib.num_groups_for(widths[0]),
                                          name='norm_out')
     # Logits in float32 (also under mixed precision): they feed a 256-way softmax.
@@ -332,7 +336,9 @@ def build_mask_decoder(n_bits: Sequence[int] = (8, 8),
                        time_mlp_dim: int = 512,
                        time_scale: float = 1000.0,
                        dropout_rate: float = 0.0,
-                       recompute_blocks: bool = False) -> TransUNet:
+                       recompute_blocks: bool = False,
+                       transformer_norm_in_groups: Optional[int] = None
+                       ) -> TransUNet:
   """Builds the TransUNet mask decoder (defaults = the paper, REFERENCE §4).
 
   Args:
@@ -357,6 +363,12 @@ def build_mask_decoder(n_bits: Sequence[int] = (8, 8),
     recompute_blocks: gradient checkpointing of the U-Net's residual blocks
       in training (`tf.recompute_grad`): their activations are recomputed in
       the backward pass instead of kept (needs dropout_rate = 0).
+    transformer_norm_in_groups: GroupNorm groups of the bottleneck
+      transformer's input norm. None: `min(C // 4, 32)` of its C input
+      channels, like every other GroupNorm. The authors' code takes
+      `min(transformer_dim // 4, 32)` there; the two agree for the paper's
+      sizes (256 channels in, 512 wide: 32 groups) and differ for small ones,
+      so a model imported from their weights sets it (tools.import_authors_checkpoint).
 
   Returns:
     An unbuilt `TransUNet` (variables are created on the first call).
@@ -370,7 +382,8 @@ def build_mask_decoder(n_bits: Sequence[int] = (8, 8),
       transformer_mlp_dim=transformer_mlp_dim,
       time_embedding_dim=time_embedding_dim, time_mlp_dim=time_mlp_dim,
       time_scale=time_scale, dropout_rate=dropout_rate,
-      recompute_blocks=recompute_blocks, name='mask_decoder')
+      recompute_blocks=recompute_blocks,
+      transformer_norm_in_groups=transformer_norm_in_groups, name='mask_decoder')
 
 
 def decoder_part_counts(decoder: TransUNet) -> dict:

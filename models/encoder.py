@@ -133,6 +133,11 @@ class BasicBlock(_Block):
 
 
 BLOCK_TYPES = {'bottleneck': BottleneckBlock, 'basic': BasicBlock}
+# How the stem's 3x3/s2 max-pool pads: 'symmetric' (one pixel on every side,
+# `_pad`) or 'same' (TF 'SAME': for even sizes, one pixel at the bottom/right
+# only, as the authors' `MaxPooling2D(padding='SAME')`). The windows of the two
+# are offset by one pixel, so weights of one run shifted features in the other.
+STEM_POOL_PADDINGS = ('symmetric', 'same')
 
 
 def _lookup(table, key, what):
@@ -156,9 +161,13 @@ class ResNet(keras.layers.Layer):
   def __init__(self, blocks_per_stage: Sequence[int] = (3, 4, 6),
                base_width: int = 64, block_type: str = 'bottleneck',
                stride_in_1x1: bool = False, sync_batch_norm: bool = False,
-               **kwargs):
+               stem_pool_padding: str = 'symmetric', **kwargs):
     super().__init__(**kwargs)
     block_cls = _lookup(BLOCK_TYPES, block_type, 'block_type')
+    if stem_pool_padding not in STEM_POOL_PADDINGS:
+      raise ValueError(f'stem_pool_padding={stem_pool_padding!r} is not one of '
+                       f'{list(STEM_POOL_PADDINGS)}.')
+    self.stem_pool_padding = stem_pool_padding
     self.block_type = block_type
     self.blocks_per_stage = tuple(blocks_per_stage)
     self.base_width = base_width
@@ -193,11 +202,17 @@ class ResNet(keras.layers.Layer):
         found.extend(block.conv_bn_layers())
     return {layer.name: layer for layer in found}
 
-  def call(self, x, training=False):
+  def stem(self, x, training=False):
+    """conv 7x7/s2 -> BN -> ReLU -> max-pool 3x3/s2: `[B, H/4, W/4, base_width]`."""
     x = self.stem_conv(_pad(x, 7))
     x = tf.nn.relu(self.stem_bn(x, training=training))
     # Zero padding is -inf padding here: the input is post-ReLU.
-    x = tf.nn.max_pool2d(_pad(x, 3), ksize=3, strides=2, padding='VALID')
+    if self.stem_pool_padding == 'same':
+      return tf.nn.max_pool2d(x, ksize=3, strides=2, padding='SAME')
+    return tf.nn.max_pool2d(_pad(x, 3), ksize=3, strides=2, padding='VALID')
+
+  def call(self, x, training=False):
+    x = self.stem(x, training=training)
     outputs = []
     for stage in self.stages:
       for block in stage:
@@ -390,6 +405,7 @@ def build_image_encoder(image_size: Sequence[int] = (256, 256),
                         fusion_dim: int = 256,
                         pixel_mean: Sequence[float] = IMAGENET_MEAN,
                         pixel_std: Sequence[float] = IMAGENET_STD,
+                        stem_pool_padding: str = 'symmetric',
                         resnet_weights: Optional[str] = None) -> ImageEncoder:
   """Builds the image encoder (paper §3.1; defaults = the paper, REFERENCE §4).
 
@@ -413,7 +429,11 @@ def build_image_encoder(image_size: Sequence[int] = (256, 256),
     fusion_dim: channels of the fused feature map; 0 builds no fusion (for
       conditioning 'attn', which only reads the tokens).
     pixel_mean: per-channel mean subtracted from `[0, 1]` RGB images.
-    pixel_std: per-channel std the images are divided by.
+    pixel_std: per-channel std the images are divided by. The authors' model
+      takes the raw `[0, 1]` pixels: `pixel_mean = (0, 0, 0)`, `pixel_std =
+      (1, 1, 1)` (their weights need it; paper configuration files set it).
+    stem_pool_padding: 'symmetric' or 'same' (the authors' TF 'SAME' max-pool;
+      their weights need it), see STEM_POOL_PADDINGS.
     resnet_weights: optional path of `keras.applications.ResNet50` weights
       (.h5 / .weights.h5) loaded into the backbone (`load_keras_resnet50_weights`).
 
@@ -423,7 +443,7 @@ def build_image_encoder(image_size: Sequence[int] = (256, 256),
   """
   mask_stride = mask_stride_from_sizes(image_size, mask_size)
   backbone = ResNet(blocks_per_stage, base_width, block_type, stride_in_1x1,
-                    sync_batch_norm, name='backbone')
+                    sync_batch_norm, stem_pool_padding, name='backbone')
   transformer = ImageTransformer(hidden_dim, num_layers, num_heads, mlp_dim,
                                  dropout_rate, drop_path_rate, name='transformer')
   fusion = None

@@ -16,7 +16,8 @@ from models import diffusion
 
 def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
            past_label_maps: Optional[tf.Tensor] = None,
-           trajectory_size: int = 0, encoded=None) -> dict:
+           trajectory_size: int = 0, encoded=None,
+           initial_noise: Optional[tf.Tensor] = None) -> dict:
   """Generates panoptic masks for a batch of images.
 
   Args:
@@ -33,6 +34,9 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
       the first `trajectory_size` steps (Fig. 11); static buffer for XLA.
     encoded: the encoder output, if the caller already has it (streaming video
       reuses nothing across frames, but a benchmark may time the parts).
+    initial_noise: float `[B, h, w, bits]` x_1 to start from instead of the
+      draw from `seed` (to replay another implementation's run from its
+      stored noise).
 
   Returns:
     dict with `label_map` int32 `[B, h, w, 2]` (class, instance), `x0` float32
@@ -44,7 +48,10 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
   batch = tf.shape(images)[0]
   num_bits = sum(model.n_bits)
   height, width = mask_size
-  x_t = tf.random.stateless_normal([batch, height, width, num_bits], seed=seed)
+  if initial_noise is not None:
+    x_t = tf.cast(initial_noise, tf.float32)
+  else:
+    x_t = tf.random.stateless_normal([batch, height, width, num_bits], seed=seed)
   past_bits = None
   if past_label_maps is not None:
     past_bits = model.past_bits_from_label_maps(past_label_maps)

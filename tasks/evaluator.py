@@ -37,7 +37,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                image_size, mask_size, num_steps: int = 20, td: float = 2.0,
                min_pixels: int = 80, seed: int = 0,
                write_predictions: bool = True, jit_compile: bool = True,
-               num_summary_images: int = 3):
+               num_summary_images: int = 3, min_pixels_at: str = 'mask',
+               void_votes: bool = False):
     """Args mirror `build_evaluator`; `dataset` is a distributed eval dataset."""
     self.model = model
     self.ema = ema
@@ -50,6 +51,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self.num_steps = num_steps
     self.td = td
     self.min_pixels = min_pixels
+    self.min_pixels_at = postprocess.check_min_pixels_at(min_pixels_at)
+    self.void_votes = bool(void_votes)
     self.seed = seed
     self.write_predictions = write_predictions
     self.num_summary_images = num_summary_images
@@ -77,8 +80,13 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                      batch_offset + context.replica_id_in_sync_group])
     outputs = sampler.sample(self.model, images, mask_size=self.mask_size,
                              num_steps=self.num_steps, td=self.td, seed=seed)
-    return postprocess.majority_class_and_min_pixels(
-        outputs['label_map'], self.min_pixels,
+    return self._postprocess(outputs['label_map'], at='mask')
+
+  def _postprocess(self, label_map, at):
+    """Majority class and, where `min_pixels_at` says so, the size filter."""
+    return postprocess.postprocess_stage(
+        label_map, at, min_pixels=self.min_pixels,
+        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
         num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
         num_valid_classes=len(self.categories))
 
@@ -137,7 +145,10 @@ class PanopticEvaluator(orbit.StandardEvaluator):
   def _score_one(self, label_map, labels):
     image_info = labels['image_info']
     pred = parsers.label_map_to_original(
-        tf.constant(label_map), tf.constant(image_info), self.image_size).numpy()
+        tf.constant(label_map), tf.constant(image_info), self.image_size)
+    if self.min_pixels_at == 'original':
+      pred = self._postprocess(pred[tf.newaxis], at='original')[0]
+    pred = pred.numpy()
     height, width = pred.shape[:2]
     gt = labels['original_label_map'][:height, :width]
     crowd_ids = np.flatnonzero(labels['segment_is_crowd'])
@@ -209,7 +220,9 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
                     num_steps: int = 20, td: float = 2.0, min_pixels: int = 80,
                     seed: int = 0, write_predictions: bool = True,
                     jit_compile: bool = True,
-                    num_summary_images: int = 3) -> PanopticEvaluator:
+                    num_summary_images: int = 3,
+                    min_pixels_at: str = 'mask',
+                    void_votes: bool = False) -> PanopticEvaluator:
   """Builds the evaluator (gin: `build_evaluator.num_steps = 20`, ...).
 
   Args:
@@ -225,12 +238,19 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
     mask_size: the generated mask size `(h, w)`.
     num_steps: DDIM steps (REFERENCE §6: 20 for COCO).
     td: time difference (2.0 for COCO, 1.5 for Cityscapes).
-    min_pixels: drop smaller segments (80 for COCO and Cityscapes).
+    min_pixels: drop smaller segments (80 for COCO and Cityscapes at mask
+      size; the authors' released evaluation: 40 at the original size).
     seed: seed of the initial noise.
     write_predictions: also write COCO panoptic PNG + JSON predictions.
     jit_compile: XLA-compile the sampler.
     num_summary_images: eval examples shown in TensorBoard (`eval_images/`) as
       input | ground truth | prediction at each evaluation.
+    min_pixels_at: 'mask' (count a segment's pixels in the generated mask) or
+      'original' (in the mask mapped back to the original image, after the
+      nearest-neighbour resize: the authors' released code), see
+      tasks/postprocess.py.
+    void_votes: void pixels vote in the majority class and a void-majority
+      segment is dropped (the authors' released code); False: void does not vote.
 
   Returns:
     A `PanopticEvaluator`.
@@ -243,4 +263,5 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       categories=records.read_categories(categories_json),
       image_size=image_size, mask_size=mask_size, num_steps=num_steps, td=td,
       min_pixels=min_pixels, seed=seed, write_predictions=write_predictions,
-      jit_compile=jit_compile, num_summary_images=num_summary_images)
+      jit_compile=jit_compile, num_summary_images=num_summary_images,
+      min_pixels_at=min_pixels_at, void_votes=void_votes)

@@ -206,8 +206,10 @@ def _decode_checked(encoded, max_image_pixels):
     return decoders.decode_image(tf.identity(encoded))
 
 
-def _preprocess_one(image, image_size):
+def _preprocess_one(image, image_size, pad_value=0.0, antialias=False):
   """One decoded uint8 `[H, W, 3]` image to the EvalParser's model input.
+
+  `pad_value` and `antialias` as the EvalParser's (the authors': 0.3, True).
 
   Returns:
     `(float32 [*image_size, 3] in [0, 1], image_info float32 [4, 2])`.
@@ -218,7 +220,9 @@ def _preprocess_one(image, image_size):
       image)
   image_info = parsers.compute_image_info(size, image_size)
   image = parsers.pad_to_size(
-      parsers.resize_and_crop_image(image, image_info, image_size), image_size)
+      parsers.resize_and_crop_image(image, image_info, image_size,
+                                    antialias=antialias),
+      image_size, pad_value)
   return tf.ensure_shape(image, tuple(image_size) + (3,)), image_info
 
 
@@ -235,7 +239,9 @@ class PanopticServingModule(tf.Module):
                past_frame_offsets: Optional[Sequence[int]] = None,
                max_trajectory_steps: int = 50,
                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-               jit_compile: bool = False):
+               jit_compile: bool = False, min_pixels_at: str = 'mask',
+               void_votes: bool = False, pad_value: float = 0.0,
+               antialias: bool = False):
     """Builds the serving functions around a built model.
 
     Args:
@@ -253,6 +259,11 @@ class PanopticServingModule(tf.Module):
       max_image_pixels: larger encoded JPEG/PNG images are refused before
         they are decoded.
       jit_compile: XLA-compile the sampler + post-processing part.
+      min_pixels_at: 'mask' or 'original': where `min_pixels` counts pixels
+        (tasks/postprocess.py; 'original' after the resize back).
+      void_votes: void votes in the majority class (the authors' code).
+      pad_value: image padding value (the EvalParser's).
+      antialias: antialiased image resize (the EvalParser's).
     """
     super().__init__(name='pix2seq_d_serving')
     if model.encoder is None:
@@ -281,6 +292,10 @@ class PanopticServingModule(tf.Module):
     self.num_steps = int(num_steps)
     self.td = float(td)
     self.min_pixels = int(min_pixels)
+    self.min_pixels_at = postprocess.check_min_pixels_at(min_pixels_at)
+    self.void_votes = bool(void_votes)
+    self.pad_value = float(pad_value)
+    self.antialias = bool(antialias)
     self.max_trajectory_steps = int(max_trajectory_steps)
     self.max_image_pixels = int(max_image_pixels)
     self.num_past_frames = model.num_past_frames
@@ -315,7 +330,7 @@ class PanopticServingModule(tf.Module):
 
     def one(encoded):
       return _preprocess_one(_decode_checked(encoded, self.max_image_pixels),
-                             self.image_size)
+                             self.image_size, self.pad_value, self.antialias)
 
     return tf.map_fn(one, image_bytes, fn_output_signature=(
         tf.TensorSpec(self.image_size + (3,), tf.float32),
@@ -329,7 +344,8 @@ class PanopticServingModule(tf.Module):
         [_check(tf.shape(image_tensor)[0] > 0, 'image_tensor: empty batch')],
         image_tensor)
     return tf.map_fn(
-        lambda image: _preprocess_one(image, self.image_size), image_tensor,
+        lambda image: _preprocess_one(image, self.image_size, self.pad_value,
+                                      self.antialias), image_tensor,
         fn_output_signature=(tf.TensorSpec(self.image_size + (3,), tf.float32),
                              tf.TensorSpec([4, 2], tf.float32)))
 
@@ -363,13 +379,18 @@ class PanopticServingModule(tf.Module):
                              num_steps=num_steps, td=td, seed=seed,
                              past_label_maps=past_label_maps,
                              trajectory_size=trajectory_size)
-    label_map = postprocess.majority_class_and_min_pixels(
-        outputs['label_map'], self.min_pixels,
-        num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=len(self.categories))
+    label_map = self._postprocess(outputs['label_map'], at='mask')
     if trajectory_size:
       return label_map, outputs['trajectory']
     return label_map, tf.zeros([0], tf.int32)
+
+  def _postprocess(self, label_map, at):
+    """Majority class and, where `min_pixels_at` says so, the size filter."""
+    return postprocess.postprocess_stage(
+        label_map, at, min_pixels=self.min_pixels,
+        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
+        num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
+        num_valid_classes=len(self.categories))
 
   def _to_original(self, label_map, image_info):
     """`[B, h, w, 2]` -> `[B, H_max, W_max, 2]` at the original sizes (void padded)."""
@@ -379,6 +400,8 @@ class PanopticServingModule(tf.Module):
     def one(args):
       mask, info = args
       mask = parsers.label_map_to_original(mask, info, self.image_size)
+      if self.min_pixels_at == 'original':
+        mask = self._postprocess(mask[tf.newaxis], at='original')[0]
       size = tf.shape(mask)[:2]
       return tf.pad(mask, [[0, max_size[0] - size[0]],
                            [0, max_size[1] - size[1]], [0, 0]])
@@ -504,6 +527,10 @@ class PanopticServingModule(tf.Module):
         'num_steps': self.num_steps,
         'td': self.td,
         'min_pixels': self.min_pixels,
+        'min_pixels_at': self.min_pixels_at,
+        'void_votes': self.void_votes,
+        'pad_value': self.pad_value,
+        'antialias': self.antialias,
         'max_num_steps': MAX_NUM_STEPS,
         'max_trajectory_steps': self.max_trajectory_steps,
         'max_image_pixels': self.max_image_pixels,
@@ -658,7 +685,9 @@ def export_saved_model(model_dir: str, output_dir: str,
                        past_frame_offsets: Optional[Sequence[int]] = None,
                        max_trajectory_steps: int = 50,
                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                       jit_compile: bool = False) -> dict:
+                       jit_compile: bool = False,
+                       min_pixels_at: Optional[str] = None,
+                       void_votes: Optional[bool] = None) -> dict:
   """Exports the gin-configured model's EMA weights with the sampler as a SavedModel.
 
   Parse the gin config first (`parse_export_gin`). Settings left None come
@@ -686,6 +715,8 @@ def export_saved_model(model_dir: str, output_dir: str,
       before decoding (a decompression bomb cannot exhaust the server).
     jit_compile: XLA-compile the sampler inside the SavedModel (faster on
       accelerators; the server must have XLA).
+    min_pixels_at: 'mask' or 'original' (tasks/postprocess.py).
+    void_votes: void votes in the majority class (the authors' code).
 
   Returns:
     The export info (also in `assets.extra/export_info.json`), with
@@ -708,6 +739,13 @@ def export_saved_model(model_dir: str, output_dir: str,
                 DEFAULT_VIDEO_TD if video else DEFAULT_TD)
   min_pixels = _setting(min_pixels, ['build_evaluator.min_pixels'],
                         DEFAULT_VIDEO_MIN_PIXELS if video else DEFAULT_MIN_PIXELS)
+  min_pixels_at = _setting(min_pixels_at, ['build_evaluator.min_pixels_at'],
+                           'mask')
+  void_votes = _setting(void_votes, ['build_evaluator.void_votes'], False)
+  pad_value = _setting(None, ['eval/EvalParser.pad_value',
+                              'EvalParser.pad_value'], 0.0)
+  antialias = _setting(None, ['eval/EvalParser.antialias',
+                              'EvalParser.antialias'], False)
   categories_json = _setting(categories_json,
                              ['build_evaluator.categories_json',
                               '%CATEGORIES_JSON'], name='categories_json')
@@ -722,7 +760,9 @@ def export_saved_model(model_dir: str, output_dir: str,
       num_steps=num_steps, td=td, min_pixels=min_pixels,
       past_frame_offsets=past_frame_offsets,
       max_trajectory_steps=max_trajectory_steps,
-      max_image_pixels=max_image_pixels, jit_compile=jit_compile)
+      max_image_pixels=max_image_pixels, jit_compile=jit_compile,
+      min_pixels_at=min_pixels_at, void_votes=void_votes, pad_value=pad_value,
+      antialias=antialias)
   info = module.export_info()
   reader = tf.train.load_checkpoint(checkpoint_path)
   step_key = 'global_step/.ATTRIBUTES/VARIABLE_VALUE'

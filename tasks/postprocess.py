@@ -2,8 +2,15 @@
 
 1. Each instance id takes the majority class of its pixels (every segment, thing
    or stuff, has its own id: REFERENCE §1), so a mask's class channel is made
-   consistent per segment.
-2. Segments with fewer than `min_pixels` pixels are dropped (become void).
+   consistent per segment. By default void pixels do not vote; with
+   `void_votes=True` they do (the authors' `majority_vote_postprocess`,
+   tasks/panoptic_segmentation.py ~275-286 at eabd4e9: argmax over all classes)
+   and a segment whose majority is void is dropped.
+2. Segments with fewer than `min_pixels` pixels are dropped (become void), by
+   default counted at mask size. The authors count them at the original image
+   size after the nearest-neighbour resize (their released eval value: 40):
+   `MIN_PIXELS_AT = 'original'` runs steps 1-2 again after step 3
+   (`majority_class_and_min_pixels` on the original-size map).
 3. The mask is mapped back to the original image size with nearest neighbour,
    padding removed: `data.parsers.label_map_to_original`, the exact inverse of
    the parsers' geometry (one implementation for evaluation and serving).
@@ -14,12 +21,23 @@ in the SavedModel. Step 3 changes the shape per image.
 import tensorflow as tf
 
 VOID = 0
+# Where `min_pixels` counts a segment's pixels: in the generated mask, or in the
+# mask mapped back to the original image (the authors' released code).
+MIN_PIXELS_AT = ('mask', 'original')
+
+
+def check_min_pixels_at(min_pixels_at: str) -> str:
+  if min_pixels_at not in MIN_PIXELS_AT:
+    raise ValueError(f'min_pixels_at={min_pixels_at!r} is not one of '
+                     f'{list(MIN_PIXELS_AT)}.')
+  return min_pixels_at
 
 
 def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
                                   num_ids: int = 256,
                                   num_classes: int = 256,
-                                  num_valid_classes: int = 0) -> tf.Tensor:
+                                  num_valid_classes: int = 0,
+                                  void_votes: bool = False) -> tf.Tensor:
   """Gives each instance id its majority class and drops small segments.
 
   Args:
@@ -30,7 +48,10 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
     num_ids: exclusive bound of instance ids (2**instance bits).
     num_classes: exclusive bound of class ids (2**class bits).
     num_valid_classes: the dataset's class count C; predicted classes above C
-      (possible with 8 class bits) do not vote, like void. 0 = all valid.
+      (possible with 8 class bits) do not vote. 0 = all valid.
+    void_votes: void pixels vote too (argmax over void and the classes, ties
+      to void), and a segment whose majority is void is dropped (the
+      authors' released code). False: void pixels do not vote.
 
   Returns:
     int32 `[B, h, w, 2]`; pixels with instance id 0, with a void majority, or
@@ -49,8 +70,9 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
       num_segments=batch * num_ids * num_classes)
   histogram = tf.reshape(histogram, [batch, num_ids, num_classes])
   sizes = tf.reduce_sum(histogram, axis=-1)  # [B, num_ids]
-  # Prefer any real class over void; an all-void segment stays void.
-  votes = tf.range(num_classes) > 0
+  # Prefer any real class over void (an all-void segment stays void), unless
+  # void votes like a class.
+  votes = tf.range(num_classes) >= (0 if void_votes else 1)
   if num_valid_classes:
     votes &= tf.range(num_classes) <= num_valid_classes
   counted = tf.where(votes, histogram, 0.0)
@@ -63,3 +85,24 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
   new_ids = tf.where(new_classes > VOID, flat_ids, VOID)
   out = tf.stack([new_classes, new_ids], axis=-1)
   return tf.reshape(out, tf.shape(label_map))
+
+
+def postprocess_stage(label_map: tf.Tensor, stage: str, *, min_pixels: int,
+                      min_pixels_at: str = 'mask', void_votes: bool = False,
+                      num_ids: int = 256, num_classes: int = 256,
+                      num_valid_classes: int = 0) -> tf.Tensor:
+  """Majority class, and the size filter where `min_pixels_at == stage`.
+
+  Evaluation and serving call it twice: with `stage='mask'` on the generated
+  `[B, h, w, 2]` masks (in the compiled sampler graph) and, when
+  `min_pixels_at='original'`, with `stage='original'` on each mask mapped back
+  to its original image size (`[1, H, W, 2]`), where the filter then counts
+  original pixels as the authors' evaluation does.
+  """
+  check_min_pixels_at(min_pixels_at)
+  if stage == 'original' and min_pixels_at != 'original':
+    return label_map
+  return majority_class_and_min_pixels(
+      label_map, min_pixels if stage == min_pixels_at else 0, num_ids=num_ids,
+      num_classes=num_classes, num_valid_classes=num_valid_classes,
+      void_votes=void_votes)

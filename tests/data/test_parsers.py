@@ -446,3 +446,42 @@ def test_video_eval_parser_one_frame():
   restored = parsers.label_map_to_original(labels['label_map'],
                                            labels['image_info'], (32, 48))
   np.testing.assert_array_equal(restored[..., 1], arrays['instance_masks'][1])
+
+
+def test_pad_value_and_antialias_match_tf_image_resize_eagerly_and_in_map():
+  """The authors' inputs: antialiased resize, padding 0.3 (transform_configs)."""
+  rng = np.random.default_rng(0)
+  image = tf.constant(rng.integers(0, 256, size=(96, 128, 3)), tf.uint8)
+  image_info = parsers.compute_image_info(tf.shape(image)[:2], (64, 64))
+
+  def preprocess(image):
+    window = parsers.resize_and_crop_image(image, image_info, (64, 64),
+                                           antialias=True)
+    return parsers.pad_to_size(window, (64, 64), 0.3)
+
+  expected = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (48, 64),
+                             antialias=True).numpy()
+  eager = preprocess(image).numpy()
+  mapped = next(iter(tf.data.Dataset.from_tensors(image).map(preprocess))).numpy()
+  np.testing.assert_array_equal(eager, mapped)
+  np.testing.assert_allclose(eager[:48], expected, atol=1e-6)
+  np.testing.assert_allclose(eager[48:], 0.3)
+  plain = parsers.resize_and_crop_image(image, image_info, (64, 64)).numpy()
+  assert np.abs(plain - expected).max() > 0.05  # Shrinking: antialias matters.
+  np.testing.assert_array_equal(parsers.pad_to_size(plain, (64, 64)).numpy()[48:], 0)
+
+
+def test_parsers_take_the_authors_pad_value_and_antialias():
+  decoded, _ = _decoded(height=48, width=96)
+  for parser in (parsers.EvalParser((64, 64), (32, 32), pad_value=0.3,
+                                    antialias=True),
+                 parsers.TrainParser((64, 64), (32, 32), scale_range=(1.0, 1.0),
+                                     color_jitter=0.0, hflip=False,
+                                     pad_value=0.3, antialias=True)):
+    inputs, labels = parser(decoded, seed=tf.constant([1, 2]))
+    rows = int(labels['image_info'][1, 0])
+    np.testing.assert_allclose(inputs['images'].numpy()[rows:], 0.3)
+    expected = tf.image.resize(tf.cast(decoded['image'], tf.float32) / 255.0,
+                               (rows, 64), antialias=True)
+    np.testing.assert_allclose(inputs['images'].numpy()[:rows], expected,
+                               atol=1e-5)

@@ -193,3 +193,22 @@ def test_recomputed_blocks_give_the_same_outputs_and_gradients():
   assert conv_count(graph) > conv_count(grads.get_concrete_function(plain).graph)
   with pytest.raises(ValueError, match='dropout_rate = 0'):
     _tiny_decoder(recompute_blocks=True, dropout_rate=0.1)
+
+
+def test_transformer_norm_in_groups():
+  """Default: min(C // 4, 32) of the C = 32 input channels (8); the authors'
+  code takes min(transformer_dim // 4, 32) (16 for width 64)."""
+  inputs = _inputs()
+  default = _tiny_decoder(transformer_dim=64)
+  default(**inputs)
+  assert default.transformer.norm_in.num_groups == 8
+  authors = _tiny_decoder(transformer_dim=64, transformer_norm_in_groups=16)
+  authors(**inputs)
+  assert authors.transformer.norm_in.num_groups == 16
+  for a, b in zip(authors.weights, default.weights):
+    a.assign(b)
+  _perturb_near_zero(default)
+  for a, b in zip(authors.weights, default.weights):
+    a.assign(b)
+  assert not np.allclose(default(**inputs).numpy(), authors(**inputs).numpy(),
+                         atol=1e-4)

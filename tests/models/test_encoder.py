@@ -168,3 +168,42 @@ def test_encoder_rejects_sizes_off_the_backbone_stride():
   with pytest.raises(ValueError, match='multiple of the backbone output stride 16'):
     _tiny_encoder()(tf.zeros([1, 40, 64, 3]))
 
+
+
+
+def test_stem_pool_padding_same_is_tf_same_and_shifts_the_windows():
+  """'same' (the authors' MaxPooling2D padding='SAME') pads bottom/right only."""
+  x = tf.random.uniform([1, 64, 64, 3], seed=3)
+  same = encoder_lib.ResNet((1,), 8, 'basic', stem_pool_padding='same')
+  symmetric = encoder_lib.ResNet((1,), 8, 'basic')
+  same(x)
+  symmetric(x)
+  for a, b in zip(same.weights, symmetric.weights):
+    b.assign(a)
+  stem = tf.nn.relu(same.stem_bn(same.stem_conv(encoder_lib._pad(x, 7))))
+  expected = np.asarray(stem)
+  # SAME for a 3x3/s2 pool of an even size: windows start at 0, 2, ...
+  padded = np.pad(expected, [(0, 0), (0, 1), (0, 1), (0, 0)])
+  manual = np.max([padded[:, i:i + 16 * 2:2, j:j + 16 * 2:2]
+                   for i in range(3) for j in range(3)], axis=0)
+  np.testing.assert_allclose(same.stem(x).numpy(), manual, atol=1e-6)
+  # Symmetric padding: windows start at -1, 1, ...
+  padded = np.pad(expected, [(0, 0), (1, 1), (1, 1), (0, 0)])
+  manual = np.max([padded[:, i:i + 16 * 2:2, j:j + 16 * 2:2]
+                   for i in range(3) for j in range(3)], axis=0)
+  np.testing.assert_allclose(symmetric.stem(x).numpy(), manual, atol=1e-6)
+  assert not np.allclose(same(x)[0].numpy(), symmetric(x)[0].numpy(), atol=1e-3)
+  with pytest.raises(ValueError, match="stem_pool_padding='valid'"):
+    encoder_lib.ResNet((1,), 8, 'basic', stem_pool_padding='valid')
+
+
+def test_sync_batch_norm_reaches_every_batch_norm():
+  encoder = _tiny_encoder(sync_batch_norm=True)
+  encoder(tf.zeros([1, 64, 64, 3]))
+  norms = [l for l in encoder.backbone.named_layers().values()
+           if isinstance(l, keras.layers.BatchNormalization)]
+  assert norms and all(l.synchronized for l in norms)
+  default = _tiny_encoder()
+  default(tf.zeros([1, 64, 64, 3]))
+  assert not any(l.synchronized for l in default.backbone.named_layers().values()
+                 if isinstance(l, keras.layers.BatchNormalization))

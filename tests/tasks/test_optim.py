@@ -46,3 +46,19 @@ def test_unknown_strategy_and_all_reduce_name_the_flag():
     distribute.build_strategy('gpu')
   with pytest.raises(ValueError, match='--all_reduce'):
     distribute.build_strategy('mirrored', all_reduce='magic')
+
+
+def test_adamw_decays_every_variable_when_configured():
+  """The authors' AdamW decays every variable (models/model_utils.py)."""
+  layer = keras.layers.Dense(3)
+  layer.build((None, 2))
+  opt = optim.build_optimizer(total_steps=10, learning_rate=0.1,
+                              end_lr_factor=1.0, weight_decay=0.5,
+                              decay_norms_and_biases=True)
+  optim.exclude_from_weight_decay(opt, layer.trainable_variables)
+  opt.build(layer.trainable_variables)
+  bias = layer.bias.numpy() + 1.0
+  layer.bias.assign(bias)
+  opt.apply_gradients([(np.zeros((2, 3), np.float32), layer.kernel),
+                       (np.zeros_like(bias), layer.bias)])
+  np.testing.assert_allclose(layer.bias.numpy(), bias * (1 - 0.1 * 0.5), rtol=1e-5)

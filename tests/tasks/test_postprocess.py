@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from data import parsers
 from tasks import postprocess
 
 
@@ -42,3 +43,86 @@ def test_classes_outside_the_dataset_do_not_vote():
       label_map, num_valid_classes=5).numpy()[0]
   # id 3: votes 9, 9 (invalid) and 2 -> 2. id 4: only an invalid class -> void.
   np.testing.assert_array_equal(out, [[[2, 3], [2, 3]], [[2, 3], [0, 0]]])
+
+
+def _authors_majority_vote(classes, ids, min_pixels):
+  """The authors' majority_vote_postprocess, re-derived in numpy: argmax of
+  the class counts per id over every class (void included, ties to the lower
+  class), void below min_pixels, and a void class voids the id."""
+  assignment = np.zeros(ids.max() + 1, np.int64)
+  for i in np.unique(ids):
+    counts = np.bincount(classes[ids == i], minlength=classes.max() + 1)
+    assignment[i] = np.argmax(counts) if counts.sum() >= min_pixels else 0
+  new_classes = assignment[ids]
+  return new_classes, np.where(new_classes == 0, 0, ids)
+
+
+def test_void_votes_matches_the_authors_majority_vote():
+  rng = np.random.default_rng(4)
+  classes = rng.choice([0, 0, 1, 2, 3], size=(24, 24))
+  ids = rng.integers(1, 6, size=(24, 24))
+  label_map = np.stack([classes, ids], -1)[None]
+  out = postprocess.majority_class_and_min_pixels(
+      label_map, min_pixels=110, num_ids=8, num_classes=8, void_votes=True
+  ).numpy()[0]
+  expected_classes, expected_ids = _authors_majority_vote(classes, ids, 110)
+  np.testing.assert_array_equal(out[..., 0], expected_classes)
+  np.testing.assert_array_equal(out[..., 1], expected_ids)
+  # Here void is the majority somewhere: the default (void does not vote) differs.
+  assert np.any(expected_classes == 0)
+  default = postprocess.majority_class_and_min_pixels(
+      label_map, min_pixels=110, num_ids=8, num_classes=8).numpy()[0]
+  assert not np.array_equal(default, out)
+
+
+def test_void_majority_and_ties_drop_the_segment():
+  # id 6: void 3, class 5 two pixels. id 4: void 1, class 2 one pixel (a tie).
+  label_map = np.array([[[[0, 6], [0, 6], [0, 6], [5, 6], [5, 6]],
+                         [[0, 4], [2, 4], [1, 9], [1, 9], [0, 9]]]])
+  voted = postprocess.majority_class_and_min_pixels(label_map, void_votes=True)
+  np.testing.assert_array_equal(voted.numpy()[0, ..., 1],
+                                [[0, 0, 0, 0, 0], [0, 0, 9, 9, 9]])
+  default = postprocess.majority_class_and_min_pixels(label_map)
+  np.testing.assert_array_equal(default.numpy()[0, ..., 0],
+                                [[5, 5, 5, 5, 5], [2, 2, 1, 1, 1]])
+
+
+def test_min_pixels_at_original_counts_original_pixels():
+  # A 3-pixel segment in a 16x16 mask of a 64x64 model input; the original
+  # image was 128x128 (scale 0.5): the segment covers 3 * 8 * 8 = 192 pixels.
+  label_map = np.zeros([1, 16, 16, 2], np.int32)
+  label_map[0, 0, :, :] = [1, 3]
+  label_map[0, 5, 5:8] = [2, 7]
+  image_info = tf.constant([[128, 128], [64, 64], [0.5, 0.5], [0, 0]], tf.float32)
+  kwargs = dict(min_pixels=40, num_ids=8, num_classes=8)
+  at_mask = postprocess.postprocess_stage(label_map, 'mask', **kwargs)
+  assert not np.any(at_mask.numpy()[..., 1] == 7)  # 3 < 40 mask pixels.
+  first = postprocess.postprocess_stage(label_map, 'mask', min_pixels_at='original',
+                                        **kwargs)
+  assert np.sum(first.numpy()[..., 1] == 7) == 3  # Kept for the second stage.
+  original = parsers.label_map_to_original(first[0], image_info, (64, 64))
+  assert original.shape == (128, 128, 2)
+  final = postprocess.postprocess_stage(original[tf.newaxis], 'original',
+                                        min_pixels_at='original', **kwargs)
+  assert np.sum(final.numpy()[..., 1] == 7) == 192
+  # Above the original-size count it is dropped there too.
+  dropped = postprocess.postprocess_stage(
+      original[tf.newaxis], 'original', min_pixels_at='original',
+      min_pixels=193, num_ids=8, num_classes=8)
+  assert not np.any(dropped.numpy()[..., 1] == 7)
+  # With the default ('mask'), the second stage changes nothing.
+  np.testing.assert_array_equal(
+      postprocess.postprocess_stage(original[tf.newaxis], 'original', **kwargs),
+      original[tf.newaxis])
+
+
+def test_serving_preprocessing_takes_the_eval_parsers_pad_and_antialias():
+  from tasks import export  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  image = tf.constant(rng.integers(0, 256, size=(40, 80, 3)), tf.uint8)
+  served, info = export._preprocess_one(image, (32, 32), 0.3, True)
+  expected = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (16, 32),
+                             antialias=True)
+  np.testing.assert_allclose(served.numpy()[:16], expected, atol=1e-5)
+  np.testing.assert_allclose(served.numpy()[16:], 0.3)
+  np.testing.assert_allclose(info.numpy()[1], [16, 32])
