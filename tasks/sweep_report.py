@@ -28,8 +28,8 @@ from data import source_files
 # Columns of the table, in this order, where the evaluator reports them.
 METRIC_ORDER = ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq', 'miou',
                 'miou_things', 'merged', 'split',
-                'J&F-Mean', 'J-Mean', 'F-Mean', 'J-Recall', 'F-Recall',
-                'stq', 'aq', 'sq_stq')
+                'JandF-Mean', 'J-Mean', 'F-Mean', 'J-Recall', 'F-Recall',
+                'J-Decay', 'F-Decay', 'STQ', 'AQ', 'SQ')
 
 
 def metric_keys(results: Sequence[dict]) -> list:

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tasks import quickstart
+from tasks import quickstart_video
 from tasks import sweep
 from tasks import sweep_report
 
@@ -157,6 +158,21 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
   assert results[0]['train_steps'] == 4
   with open(os.path.join(model_dir, sweep.RUN_RECORD)) as f:
     assert json.load(f)['global_step'] == 4
+
+
+def test_video_sweep_reports_j_and_f(tmp_path):
+  video_smoke = ['experiments/quickstart_video_smoke.gin']
+  data_dir = str(tmp_path / 'data')
+  base = quickstart.data_bindings(data_dir)
+  sweep.configure(video_smoke, base, [])
+  quickstart_video.make_video_records(
+      data_dir, quickstart_video.quickstart_video_data(), 1)
+  plan = sweep.plan_sweep(video_smoke, base, [sweep.parse_axis('LOSS_P=0')], [])
+  results = sweep.run_sweep(str(tmp_path / 'sweep'), video_smoke, base, plan,
+                            seeds=1, train_steps=2)
+  assert [r['run'] for r in results] == ['LOSS_P=0__seed0']
+  assert sweep_report.metric_keys(results)[:3] == ['JandF-Mean', 'J-Mean', 'F-Mean']
+  assert 0.0 <= results[0]['metrics']['JandF-Mean'] <= 1.0
 
 
 def _result(train, evals, seed, pq):
