@@ -38,7 +38,7 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                min_pixels: int = 80, seed: int = 0,
                write_predictions: bool = True, jit_compile: bool = True,
                num_summary_images: int = 3, min_pixels_at: str = 'mask',
-               void_votes: bool = False):
+               void_votes: bool = False, stuff_as_one_segment: bool = False):
     """Args mirror `build_evaluator`; `dataset` is a distributed eval dataset."""
     self.model = model
     self.ema = ema
@@ -53,12 +53,16 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self.min_pixels = min_pixels
     self.min_pixels_at = postprocess.check_min_pixels_at(min_pixels_at)
     self.void_votes = bool(void_votes)
+    self.stuff_as_one_segment = postprocess.check_stuff_as_one_segment(
+        stuff_as_one_segment)
     self.seed = seed
     self.write_predictions = write_predictions
     self.num_summary_images = num_summary_images
     self._summary_pictures = []
     self._last_metrics_json = 'null'
     self._class_to_dataset_id = {c['class_id']: c['id'] for c in self.categories}
+    self._stuff_class_ids = (postprocess.stuff_class_ids(self.categories)
+                             if self.stuff_as_one_segment else ())
     pq_categories = [dict(id=c['class_id'], name=c['name'], isthing=c['isthing'])
                      for c in self.categories]
     self._pq = panoptic_quality.PanopticQuality(pq_categories)
@@ -88,7 +92,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
         label_map, at, min_pixels=self.min_pixels,
         min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
         num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=len(self.categories))
+        num_valid_classes=len(self.categories),
+        stuff_class_ids=self._stuff_class_ids)
 
   def eval_begin(self):
     self._pq.reset()
@@ -185,7 +190,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     }
     payload = dict(metrics, step=int(self.global_step.numpy()),
                    num_steps=self.num_steps, td=self.td,
-                   min_pixels=self.min_pixels, panoptic=pq,
+                   min_pixels=self.min_pixels,
+                   stuff_as_one_segment=self.stuff_as_one_segment, panoptic=pq,
                    mean_iou=miou)
     tf.io.gfile.makedirs(self._output_dir)
     files.write_json(os.path.join(self._output_dir, 'metrics.json'), payload)
@@ -222,7 +228,8 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
                     jit_compile: bool = True,
                     num_summary_images: int = 3,
                     min_pixels_at: str = 'mask',
-                    void_votes: bool = False) -> PanopticEvaluator:
+                    void_votes: bool = False,
+                    stuff_as_one_segment: bool = False) -> PanopticEvaluator:
   """Builds the evaluator (gin: `build_evaluator.num_steps = 20`, ...).
 
   Args:
@@ -251,6 +258,10 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       tasks/postprocess.py.
     void_votes: void pixels vote in the majority class and a void-majority
       segment is dropped (the authors' released code); False: void does not vote.
+    stuff_as_one_segment: after the majority class, all pixels of each stuff
+      class (`isthing == 0`) become one segment per image, whatever ids the
+      decoder gave them (tasks/postprocess.py). The quickstart pictures and
+      the export follow this binding unless given their own.
 
   Returns:
     A `PanopticEvaluator`.
@@ -264,4 +275,5 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       image_size=image_size, mask_size=mask_size, num_steps=num_steps, td=td,
       min_pixels=min_pixels, seed=seed, write_predictions=write_predictions,
       jit_compile=jit_compile, num_summary_images=num_summary_images,
-      min_pixels_at=min_pixels_at, void_votes=void_votes)
+      min_pixels_at=min_pixels_at, void_votes=void_votes,
+      stuff_as_one_segment=stuff_as_one_segment)

@@ -239,7 +239,8 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
                    categories_json: str = gin.REQUIRED,
                    image_size=gin.REQUIRED, mask_size=gin.REQUIRED,
                    num_steps: int = 10, td: float = 2.0, min_pixels: int = 0,
-                   seed: int = 0) -> dict:
+                   seed: int = 0,
+                   stuff_as_one_segment: Optional[bool] = None) -> dict:
   """Writes `overlays/*.png` and `trajectory.png` for the first eval images.
 
   Args:
@@ -252,11 +253,19 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
     mask_size: generated mask `(h, w)`.
     num_steps, td, min_pixels, seed: sampling and post-processing, as the
       evaluator's (gin binds the same macros).
+    stuff_as_one_segment: each stuff class one segment per image
+      (tasks/postprocess.py); None: `build_evaluator.stuff_as_one_segment`.
 
   Returns:
     `{'overlays': [paths], 'trajectory': path}`.
   """
   categories = records.read_categories(categories_json)
+  if stuff_as_one_segment is None:
+    stuff_as_one_segment = bool(
+        config.gin_value('build_evaluator.stuff_as_one_segment'))
+  stuff_ids = (postprocess.stuff_class_ids(categories)
+               if postprocess.check_stuff_as_one_segment(stuff_as_one_segment)
+               else ())
   model, ema = restore_for_inference(model_dir)
   with gin.config_scope('eval'):
     dataset = pipeline.build_dataset(global_batch_size=num_images,
@@ -274,7 +283,8 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
                              trajectory_size=num_steps)
   predictions = postprocess.majority_class_and_min_pixels(
       outputs['label_map'], min_pixels, num_ids=2**n_bits[1],
-      num_classes=2**n_bits[0], num_valid_classes=len(categories))
+      num_classes=2**n_bits[0], num_valid_classes=len(categories),
+      stuff_class_ids=stuff_ids)
 
   overlay_dir = os.path.join(output_dir, 'overlays')
   tf.io.gfile.makedirs(overlay_dir)
