@@ -38,7 +38,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                min_pixels: int = 80, seed: int = 0,
                write_predictions: bool = True, jit_compile: bool = True,
                num_summary_images: int = 3, min_pixels_at: str = 'mask',
-               void_votes: bool = False, stuff_as_one_segment: bool = False):
+               void_votes: bool = False, stuff_as_one_segment: bool = False,
+               readout: str = 'threshold'):
     """Args mirror `build_evaluator`; `dataset` is a distributed eval dataset."""
     self.model = model
     self.ema = ema
@@ -55,6 +56,7 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self.void_votes = bool(void_votes)
     self.stuff_as_one_segment = postprocess.check_stuff_as_one_segment(
         stuff_as_one_segment)
+    self.readout = sampler.check_readout(readout)
     self.seed = seed
     self.write_predictions = write_predictions
     self.num_summary_images = num_summary_images
@@ -83,7 +85,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     seed = tf.stack([tf.cast(self.seed, tf.int32),
                      batch_offset + context.replica_id_in_sync_group])
     outputs = sampler.sample(self.model, images, mask_size=self.mask_size,
-                             num_steps=self.num_steps, td=self.td, seed=seed)
+                             num_steps=self.num_steps, td=self.td, seed=seed,
+                             readout=self.readout)
     return self._postprocess(outputs['label_map'], at='mask')
 
   def _postprocess(self, label_map, at):
@@ -191,7 +194,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     payload = dict(metrics, step=int(self.global_step.numpy()),
                    num_steps=self.num_steps, td=self.td,
                    min_pixels=self.min_pixels,
-                   stuff_as_one_segment=self.stuff_as_one_segment, panoptic=pq,
+                   stuff_as_one_segment=self.stuff_as_one_segment,
+                   readout=self.readout, panoptic=pq,
                    mean_iou=miou)
     tf.io.gfile.makedirs(self._output_dir)
     files.write_json(os.path.join(self._output_dir, 'metrics.json'), payload)
@@ -229,7 +233,8 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
                     num_summary_images: int = 3,
                     min_pixels_at: str = 'mask',
                     void_votes: bool = False,
-                    stuff_as_one_segment: bool = False) -> PanopticEvaluator:
+                    stuff_as_one_segment: bool = False,
+                    readout: str = 'threshold') -> PanopticEvaluator:
   """Builds the evaluator (gin: `build_evaluator.num_steps = 20`, ...).
 
   Args:
@@ -262,6 +267,10 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       class (`isthing == 0`) become one segment per image, whatever ids the
       decoder gave them (tasks/postprocess.py). The quickstart pictures and
       the export follow this binding unless given their own.
+    readout: how the last DDIM step's decoder output becomes the mask
+      (models/sampler.py): 'threshold' (`bit2int(x0 > 0)`, Algorithm 2) or
+      'argmax' (each bit group's most probable pattern). The quickstart
+      pictures and the export follow this binding unless given their own.
 
   Returns:
     A `PanopticEvaluator`.
@@ -276,4 +285,4 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       min_pixels=min_pixels, seed=seed, write_predictions=write_predictions,
       jit_compile=jit_compile, num_summary_images=num_summary_images,
       min_pixels_at=min_pixels_at, void_votes=void_votes,
-      stuff_as_one_segment=stuff_as_one_segment)
+      stuff_as_one_segment=stuff_as_one_segment, readout=readout)

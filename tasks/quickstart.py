@@ -240,7 +240,8 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
                    image_size=gin.REQUIRED, mask_size=gin.REQUIRED,
                    num_steps: int = 10, td: float = 2.0, min_pixels: int = 0,
                    seed: int = 0,
-                   stuff_as_one_segment: Optional[bool] = None) -> dict:
+                   stuff_as_one_segment: Optional[bool] = None,
+                   readout: Optional[str] = None) -> dict:
   """Writes `overlays/*.png` and `trajectory.png` for the first eval images.
 
   Args:
@@ -255,6 +256,8 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
       evaluator's (gin binds the same macros).
     stuff_as_one_segment: each stuff class one segment per image
       (tasks/postprocess.py); None: `build_evaluator.stuff_as_one_segment`.
+    readout: 'threshold' or 'argmax' (models/sampler.py); None:
+      `build_evaluator.readout` (default 'threshold').
 
   Returns:
     `{'overlays': [paths], 'trajectory': path}`.
@@ -266,6 +269,9 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
   stuff_ids = (postprocess.stuff_class_ids(categories)
                if postprocess.check_stuff_as_one_segment(stuff_as_one_segment)
                else ())
+  if readout is None:
+    readout = config.gin_value('build_evaluator.readout') or 'threshold'
+  sampler.check_readout(readout)
   model, ema = restore_for_inference(model_dir)
   with gin.config_scope('eval'):
     dataset = pipeline.build_dataset(global_batch_size=num_images,
@@ -280,7 +286,7 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
     outputs = sampler.sample(model, images, mask_size=tuple(mask_size),
                              num_steps=num_steps, td=td,
                              seed=tf.constant([seed, 0], tf.int32),
-                             trajectory_size=num_steps)
+                             trajectory_size=num_steps, readout=readout)
   predictions = postprocess.majority_class_and_min_pixels(
       outputs['label_map'], min_pixels, num_ids=2**n_bits[1],
       num_classes=2**n_bits[0], num_valid_classes=len(categories),

@@ -10,6 +10,8 @@ import types
 import numpy as np
 import tensorflow as tf
 
+from models import diffusion
+from models import losses
 from tasks import evaluator as evaluator_lib
 
 # Class 1 is a thing, class 2 stuff (contiguous class ids; dataset ids differ).
@@ -74,3 +76,37 @@ def test_stuff_as_one_segment_turns_a_split_stuff_class_into_a_match(tmp_path):
   payload = json.loads(
       (tmp_path / 'eval' / 'step_7' / 'metrics.json').read_text())
   assert payload['stuff_as_one_segment'] is True
+
+
+class _SplitDecoder:
+  """Fixed group logits: class 1 for sure; instance ids 1 (0.45), 2 (0.40),
+  3 (0.15), whose thresholded bit average is id 3 (models/sampler.py)."""
+
+  n_bits = (2, 2)
+  b_scale = 0.1
+  self_condition = False
+  num_past_frames = 0
+  gamma_fn = staticmethod(diffusion.cosine_gamma)
+  logits = np.log(np.array([[1e-4, 0.9997, 1e-4, 1e-4],
+                            [1e-9, 0.45, 0.40, 0.15]], np.float32))
+
+  def encode(self, images, training=False):
+    del training
+    return {'tokens': tf.zeros([tf.shape(images)[0], 1, 1])}
+
+  def denoise(self, x_t, gamma, encoded, past_bits=None, training=False,
+              x0_prev=None):
+    del gamma, encoded, past_bits, training, x0_prev
+    logits = tf.broadcast_to(self.logits,
+                             tf.concat([tf.shape(x_t)[:3], [2, 4]], 0))
+    return logits, losses.bits_from_logits(logits, self.b_scale)
+
+
+def test_readout_reaches_the_evaluators_sampler(tmp_path):
+  ids = {}
+  for readout in ('threshold', 'argmax'):
+    evaluator = _evaluator(tmp_path, readout=readout)
+    evaluator.model = _SplitDecoder()
+    prediction = evaluator._predict(tf.zeros([1, 4, 6, 3]), tf.constant(0))  # pylint: disable=protected-access
+    ids[readout] = set(np.unique(prediction.numpy()[..., 1]))
+  assert ids == {'threshold': {3}, 'argmax': {1}}

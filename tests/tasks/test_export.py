@@ -494,8 +494,8 @@ def test_video_signatures_stream_frames_without_server_state(
     assert message in error[1], error[1][:2000]
 
 
-def test_serving_merges_stuff_segments_when_asked():
-  """`stuff_as_one_segment` reaches the serving post-processing (no export)."""
+def test_serving_merges_stuff_segments_and_takes_the_readout():
+  """`stuff_as_one_segment` and `readout` reach the serving module (no export)."""
   gin.clear_config()
   try:
     config.import_configurables()
@@ -521,4 +521,9 @@ def test_serving_merges_stuff_segments_when_asked():
   sky = label_map[0, ..., 0] == 2
   # The whole sky takes the larger part's id (512 vs 496 pixels).
   assert set(np.unique(outputs[True][..., 1][sky])) == {4}
+  kwargs = dict(categories=categories, image_size=(64, 64), mask_size=(32, 32))
+  module = export.PanopticServingModule(model, readout='argmax', **kwargs)
+  assert module.export_info()['readout'] == 'argmax'
+  with pytest.raises(ValueError, match="readout='max'"):
+    export.PanopticServingModule(model, readout='max', **kwargs)
   assert np.sum(outputs[True][..., 1] == 7) == 16
