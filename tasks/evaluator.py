@@ -7,6 +7,12 @@ image's original size, scored against the original-size ground truth (PQ with
 panopticapi semantics, mean IoU) and written in COCO panoptic format
 (`<model_dir>/eval/step_<N>/panoptic/<source_id>.png` + `panoptic.json`, with
 the dataset's category ids) next to `metrics.json`.
+
+Besides PQ, two failure modes are reported apart (issue 12): recognition,
+`miou_things` / `miou_stuff` (the semantic mIoU averaged over the thing /
+stuff classes, ids ignored), and separation, `merged` / `split` (the shares of
+ground-truth thing segments merged with another segment or split over several,
+classes ignored; tasks/metrics/separation.py).
 """
 
 import json
@@ -27,6 +33,7 @@ from tasks import visualize
 from tasks.metrics import files
 from tasks.metrics import mean_iou
 from tasks.metrics import panoptic_quality
+from tasks.metrics import separation
 
 
 class PanopticEvaluator(orbit.StandardEvaluator):
@@ -69,6 +76,9 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                      for c in self.categories]
     self._pq = panoptic_quality.PanopticQuality(pq_categories)
     self._miou = mean_iou.MeanIoU([c['class_id'] for c in self.categories])
+    self._thing_class_ids = [c['class_id'] for c in self.categories
+                             if c['isthing']]
+    self._separation = separation.Separation(self._thing_class_ids)
     self._predict = tf.function(self._predict_fn, jit_compile=jit_compile)
     self._annotations = []
     self._output_dir = None
@@ -101,6 +111,7 @@ class PanopticEvaluator(orbit.StandardEvaluator):
   def eval_begin(self):
     self._pq.reset()
     self._miou.reset()
+    self._separation.reset()
     self._annotations = []
     self._summary_pictures = []
     self._batches = 0
@@ -165,6 +176,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                                     pred[..., 1], crowd_ids,
                                     gt_name=source_id, pred_name=source_id)
     self._miou.update(gt[..., 0], pred[..., 0], name=source_id)
+    self._separation.update(gt[..., 0], gt[..., 1], pred[..., 0], pred[..., 1],
+                            crowd_ids)
     if self.write_predictions:
       self._write_prediction(source_id, pred)
 
@@ -186,17 +199,24 @@ class PanopticEvaluator(orbit.StandardEvaluator):
       self._swap.__exit__(None, None, None)
     pq = self._pq.result()
     miou = self._miou.result()
+    separated = self._separation.result()
+    stuff = [c['class_id'] for c in self.categories if not c['isthing']]
     metrics = {
         'pq': pq['All']['pq'], 'sq': pq['All']['sq'], 'rq': pq['All']['rq'],
         'pq_things': pq['Things']['pq'], 'pq_stuff': pq['Stuff']['pq'],
         'miou': miou['mIoU'],
+        # Recognition (classes, ids ignored) and separation (ids, classes
+        # ignored): module docstring.
+        'miou_things': self._miou.mean_over(self._thing_class_ids)['mIoU'],
+        'miou_stuff': self._miou.mean_over(stuff)['mIoU'],
+        'merged': separated['merged'], 'split': separated['split'],
     }
     payload = dict(metrics, step=int(self.global_step.numpy()),
                    num_steps=self.num_steps, td=self.td,
                    min_pixels=self.min_pixels,
                    stuff_as_one_segment=self.stuff_as_one_segment,
                    readout=self.readout, panoptic=pq,
-                   mean_iou=miou)
+                   mean_iou=miou, separation=separated)
     tf.io.gfile.makedirs(self._output_dir)
     files.write_json(os.path.join(self._output_dir, 'metrics.json'), payload)
     if self._summary_pictures:

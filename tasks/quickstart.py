@@ -450,7 +450,8 @@ def run_quickstart(output_dir: str,
   model, _ = restore_for_inference(model_dir)
   summary = {
       'val': {k: metrics[k] for k in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq',
-                                      'miou')},
+                                      'miou', 'miou_things', 'miou_stuff',
+                                      'merged', 'split')},
       'val_panoptic': metrics['panoptic'],
       'train_steps': trained['global_step'],
       'seconds': dict(stages.seconds, total=round(time.time() - start, 1)),

@@ -32,7 +32,7 @@ def _evaluator(tmp_path, **kwargs):
 def _labels(gt, crowd=()):
   height, width = gt.shape[:2]
   is_crowd = np.zeros([8], bool)
-  is_crowd[[i - 1 for i in crowd]] = True
+  is_crowd[list(crowd)] = True  # Indexed by segment index (0 = void).
   return {'image_info': np.array([[height, width], [height, width], [1, 1],
                                   [0, 0]], np.float32),
           'original_label_map': gt, 'segment_is_crowd': is_crowd,
@@ -76,6 +76,43 @@ def test_stuff_as_one_segment_turns_a_split_stuff_class_into_a_match(tmp_path):
   payload = json.loads(
       (tmp_path / 'eval' / 'step_7' / 'metrics.json').read_text())
   assert payload['stuff_as_one_segment'] is True
+
+
+def test_recognition_and_separation_metrics(tmp_path):
+  # Image 1: the disc gets the sky's class but its own id (recognition
+  # failure, separated). Image 2: the disc shares the sky's id 3 (its class
+  # is outvoted by the majority: merged into the sky).
+  wrong_class = np.stack([np.full([4, 6], 2), GT[..., 1] + 2], -1)
+  shared_id = np.stack([GT[..., 0], np.full([4, 6], 3)], -1)
+  evaluator = _evaluator(tmp_path)
+  metrics = _evaluate(evaluator, [(wrong_class, GT), (shared_id, GT)])
+  # Class 1 never predicted: IoU 0. Class 2: 40 ground-truth pixels, all 48
+  # predicted: 40 / 48.
+  assert metrics['miou_things'] == 0.0
+  np.testing.assert_allclose(metrics['miou_stuff'], 40 / 48)
+  np.testing.assert_allclose(metrics['miou'], 40 / 48 / 2)
+  assert metrics['merged'] == 0.5 and metrics['split'] == 0.0
+  payload = json.loads(
+      (tmp_path / 'eval' / 'step_7' / 'metrics.json').read_text())
+  assert payload['merged'] == 0.5 and payload['separation']['segments'] == 2
+  assert payload['miou_things'] == 0.0
+
+
+def test_split_thing_and_crowd_ground_truth(tmp_path):
+  # The disc (4 pixels) split over ids 5, 6, 7, 8, one pixel each: its
+  # largest part covers 1 of its 4 predicted pixels, less than half.
+  pred = GT.copy()
+  pred[1:3, 1:3, 1] = [[5, 6], [7, 8]]
+  metrics = _evaluate(_evaluator(tmp_path), [(pred, GT)])
+  assert metrics['split'] == 1.0 and metrics['merged'] == 0.0
+  # As a crowd region the disc is not evaluated.
+  evaluator = _evaluator(tmp_path)
+  evaluator.eval_begin()
+  processed = evaluator._postprocess(tf.constant(pred[None]), at='mask')  # pylint: disable=protected-access
+  evaluator._score_one(processed.numpy()[0], _labels(GT, crowd=[1]))  # pylint: disable=protected-access
+  metrics = evaluator.eval_end()
+  assert metrics['split'] == 0.0
+  assert evaluator.last_metrics['separation']['segments'] == 0
 
 
 class _SplitDecoder:

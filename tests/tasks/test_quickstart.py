@@ -22,7 +22,8 @@ def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
   with open(os.path.join(output_dir, quickstart.SUMMARY_NAME)) as f:
     written = json.load(f)
   assert written == json.loads(json.dumps(summary))
-  for key in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq'):
+  for key in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq', 'miou_things',
+              'miou_stuff', 'merged', 'split'):
     assert 0.0 <= written['val'][key] <= 1.0
   assert written['train_steps'] == 4
   for stage in ('data', 'train', 'eval', 'pictures', 'total'):
