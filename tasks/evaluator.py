@@ -7,6 +7,12 @@ image's original size, scored against the original-size ground truth (PQ with
 panopticapi semantics, mean IoU) and written in COCO panoptic format
 (`<model_dir>/eval/step_<N>/panoptic/<source_id>.png` + `panoptic.json`, with
 the dataset's category ids) next to `metrics.json`.
+
+Besides PQ, two failure modes are reported apart (issue 12): recognition,
+`miou_things` / `miou_stuff` (the semantic mIoU averaged over the thing /
+stuff classes, ids ignored), and separation, `merged` / `split` (the shares of
+ground-truth thing segments merged with another segment or split over several,
+classes ignored; tasks/metrics/separation.py).
 """
 
 import json
@@ -27,6 +33,7 @@ from tasks import visualize
 from tasks.metrics import files
 from tasks.metrics import mean_iou
 from tasks.metrics import panoptic_quality
+from tasks.metrics import separation
 
 
 class PanopticEvaluator(orbit.StandardEvaluator):
@@ -38,7 +45,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                min_pixels: int = 80, seed: int = 0,
                write_predictions: bool = True, jit_compile: bool = True,
                num_summary_images: int = 3, min_pixels_at: str = 'mask',
-               void_votes: bool = False):
+               void_votes: bool = False, stuff_as_one_segment: bool = False,
+               readout: str = 'threshold'):
     """Args mirror `build_evaluator`; `dataset` is a distributed eval dataset."""
     self.model = model
     self.ema = ema
@@ -53,16 +61,24 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self.min_pixels = min_pixels
     self.min_pixels_at = postprocess.check_min_pixels_at(min_pixels_at)
     self.void_votes = bool(void_votes)
+    self.stuff_as_one_segment = postprocess.check_stuff_as_one_segment(
+        stuff_as_one_segment)
+    self.readout = sampler.check_readout(readout)
     self.seed = seed
     self.write_predictions = write_predictions
     self.num_summary_images = num_summary_images
     self._summary_pictures = []
     self._last_metrics_json = 'null'
     self._class_to_dataset_id = {c['class_id']: c['id'] for c in self.categories}
+    self._stuff_class_ids = (postprocess.stuff_class_ids(self.categories)
+                             if self.stuff_as_one_segment else ())
     pq_categories = [dict(id=c['class_id'], name=c['name'], isthing=c['isthing'])
                      for c in self.categories]
     self._pq = panoptic_quality.PanopticQuality(pq_categories)
     self._miou = mean_iou.MeanIoU([c['class_id'] for c in self.categories])
+    self._thing_class_ids = [c['class_id'] for c in self.categories
+                             if c['isthing']]
+    self._separation = separation.Separation(self._thing_class_ids)
     self._predict = tf.function(self._predict_fn, jit_compile=jit_compile)
     self._annotations = []
     self._output_dir = None
@@ -79,7 +95,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     seed = tf.stack([tf.cast(self.seed, tf.int32),
                      batch_offset + context.replica_id_in_sync_group])
     outputs = sampler.sample(self.model, images, mask_size=self.mask_size,
-                             num_steps=self.num_steps, td=self.td, seed=seed)
+                             num_steps=self.num_steps, td=self.td, seed=seed,
+                             readout=self.readout)
     return self._postprocess(outputs['label_map'], at='mask')
 
   def _postprocess(self, label_map, at):
@@ -88,11 +105,13 @@ class PanopticEvaluator(orbit.StandardEvaluator):
         label_map, at, min_pixels=self.min_pixels,
         min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
         num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=len(self.categories))
+        num_valid_classes=len(self.categories),
+        stuff_class_ids=self._stuff_class_ids)
 
   def eval_begin(self):
     self._pq.reset()
     self._miou.reset()
+    self._separation.reset()
     self._annotations = []
     self._summary_pictures = []
     self._batches = 0
@@ -157,6 +176,8 @@ class PanopticEvaluator(orbit.StandardEvaluator):
                                     pred[..., 1], crowd_ids,
                                     gt_name=source_id, pred_name=source_id)
     self._miou.update(gt[..., 0], pred[..., 0], name=source_id)
+    self._separation.update(gt[..., 0], gt[..., 1], pred[..., 0], pred[..., 1],
+                            crowd_ids)
     if self.write_predictions:
       self._write_prediction(source_id, pred)
 
@@ -178,15 +199,24 @@ class PanopticEvaluator(orbit.StandardEvaluator):
       self._swap.__exit__(None, None, None)
     pq = self._pq.result()
     miou = self._miou.result()
+    separated = self._separation.result()
+    stuff = [c['class_id'] for c in self.categories if not c['isthing']]
     metrics = {
         'pq': pq['All']['pq'], 'sq': pq['All']['sq'], 'rq': pq['All']['rq'],
         'pq_things': pq['Things']['pq'], 'pq_stuff': pq['Stuff']['pq'],
         'miou': miou['mIoU'],
+        # Recognition (classes, ids ignored) and separation (ids, classes
+        # ignored): module docstring.
+        'miou_things': self._miou.mean_over(self._thing_class_ids)['mIoU'],
+        'miou_stuff': self._miou.mean_over(stuff)['mIoU'],
+        'merged': separated['merged'], 'split': separated['split'],
     }
     payload = dict(metrics, step=int(self.global_step.numpy()),
                    num_steps=self.num_steps, td=self.td,
-                   min_pixels=self.min_pixels, panoptic=pq,
-                   mean_iou=miou)
+                   min_pixels=self.min_pixels,
+                   stuff_as_one_segment=self.stuff_as_one_segment,
+                   readout=self.readout, panoptic=pq,
+                   mean_iou=miou, separation=separated)
     tf.io.gfile.makedirs(self._output_dir)
     files.write_json(os.path.join(self._output_dir, 'metrics.json'), payload)
     if self._summary_pictures:
@@ -222,7 +252,9 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
                     jit_compile: bool = True,
                     num_summary_images: int = 3,
                     min_pixels_at: str = 'mask',
-                    void_votes: bool = False) -> PanopticEvaluator:
+                    void_votes: bool = False,
+                    stuff_as_one_segment: bool = False,
+                    readout: str = 'threshold') -> PanopticEvaluator:
   """Builds the evaluator (gin: `build_evaluator.num_steps = 20`, ...).
 
   Args:
@@ -251,6 +283,14 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       tasks/postprocess.py.
     void_votes: void pixels vote in the majority class and a void-majority
       segment is dropped (the authors' released code); False: void does not vote.
+    stuff_as_one_segment: after the majority class, all pixels of each stuff
+      class (`isthing == 0`) become one segment per image, whatever ids the
+      decoder gave them (tasks/postprocess.py). The quickstart pictures and
+      the export follow this binding unless given their own.
+    readout: how the last DDIM step's decoder output becomes the mask
+      (models/sampler.py): 'threshold' (`bit2int(x0 > 0)`, Algorithm 2) or
+      'argmax' (each bit group's most probable pattern). The quickstart
+      pictures and the export follow this binding unless given their own.
 
   Returns:
     A `PanopticEvaluator`.
@@ -264,4 +304,5 @@ def build_evaluator(model, ema, strategy, model_dir, eval_batch_size, dataset_fn
       image_size=image_size, mask_size=mask_size, num_steps=num_steps, td=td,
       min_pixels=min_pixels, seed=seed, write_predictions=write_predictions,
       jit_compile=jit_compile, num_summary_images=num_summary_images,
-      min_pixels_at=min_pixels_at, void_votes=void_votes)
+      min_pixels_at=min_pixels_at, void_votes=void_votes,
+      stuff_as_one_segment=stuff_as_one_segment, readout=readout)

@@ -241,7 +241,8 @@ class PanopticServingModule(tf.Module):
                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                jit_compile: bool = False, min_pixels_at: str = 'mask',
                void_votes: bool = False, pad_value: float = 0.0,
-               antialias: bool = False):
+               antialias: bool = False, stuff_as_one_segment: bool = False,
+               readout: str = 'threshold'):
     """Builds the serving functions around a built model.
 
     Args:
@@ -264,6 +265,9 @@ class PanopticServingModule(tf.Module):
       void_votes: void votes in the majority class (the authors' code).
       pad_value: image padding value (the EvalParser's).
       antialias: antialiased image resize (the EvalParser's).
+      stuff_as_one_segment: each stuff class becomes one segment per image
+        (tasks/postprocess.py).
+      readout: 'threshold' or 'argmax' (models/sampler.py).
     """
     super().__init__(name='pix2seq_d_serving')
     if model.encoder is None:
@@ -294,6 +298,11 @@ class PanopticServingModule(tf.Module):
     self.min_pixels = int(min_pixels)
     self.min_pixels_at = postprocess.check_min_pixels_at(min_pixels_at)
     self.void_votes = bool(void_votes)
+    self.stuff_as_one_segment = postprocess.check_stuff_as_one_segment(
+        stuff_as_one_segment)
+    self._stuff_class_ids = (postprocess.stuff_class_ids(categories)
+                             if self.stuff_as_one_segment else ())
+    self.readout = sampler.check_readout(readout)
     self.pad_value = float(pad_value)
     self.antialias = bool(antialias)
     self.max_trajectory_steps = int(max_trajectory_steps)
@@ -378,7 +387,8 @@ class PanopticServingModule(tf.Module):
     outputs = sampler.sample(self.model, images, mask_size=self.mask_size,
                              num_steps=num_steps, td=td, seed=seed,
                              past_label_maps=past_label_maps,
-                             trajectory_size=trajectory_size)
+                             trajectory_size=trajectory_size,
+                             readout=self.readout)
     label_map = self._postprocess(outputs['label_map'], at='mask')
     if trajectory_size:
       return label_map, outputs['trajectory']
@@ -390,7 +400,8 @@ class PanopticServingModule(tf.Module):
         label_map, at, min_pixels=self.min_pixels,
         min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
         num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=len(self.categories))
+        num_valid_classes=len(self.categories),
+        stuff_class_ids=self._stuff_class_ids)
 
   def _to_original(self, label_map, image_info):
     """`[B, h, w, 2]` -> `[B, H_max, W_max, 2]` at the original sizes (void padded)."""
@@ -529,6 +540,8 @@ class PanopticServingModule(tf.Module):
         'min_pixels': self.min_pixels,
         'min_pixels_at': self.min_pixels_at,
         'void_votes': self.void_votes,
+        'stuff_as_one_segment': self.stuff_as_one_segment,
+        'readout': self.readout,
         'pad_value': self.pad_value,
         'antialias': self.antialias,
         'max_num_steps': MAX_NUM_STEPS,
@@ -687,7 +700,9 @@ def export_saved_model(model_dir: str, output_dir: str,
                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                        jit_compile: bool = False,
                        min_pixels_at: Optional[str] = None,
-                       void_votes: Optional[bool] = None) -> dict:
+                       void_votes: Optional[bool] = None,
+                       stuff_as_one_segment: Optional[bool] = None,
+                       readout: Optional[str] = None) -> dict:
   """Exports the gin-configured model's EMA weights with the sampler as a SavedModel.
 
   Parse the gin config first (`parse_export_gin`). Settings left None come
@@ -717,6 +732,8 @@ def export_saved_model(model_dir: str, output_dir: str,
       accelerators; the server must have XLA).
     min_pixels_at: 'mask' or 'original' (tasks/postprocess.py).
     void_votes: void votes in the majority class (the authors' code).
+    stuff_as_one_segment: each stuff class becomes one segment per image.
+    readout: 'threshold' or 'argmax' (models/sampler.py).
 
   Returns:
     The export info (also in `assets.extra/export_info.json`), with
@@ -742,6 +759,10 @@ def export_saved_model(model_dir: str, output_dir: str,
   min_pixels_at = _setting(min_pixels_at, ['build_evaluator.min_pixels_at'],
                            'mask')
   void_votes = _setting(void_votes, ['build_evaluator.void_votes'], False)
+  stuff_as_one_segment = _setting(stuff_as_one_segment,
+                                  ['build_evaluator.stuff_as_one_segment'],
+                                  False)
+  readout = _setting(readout, ['build_evaluator.readout'], 'threshold')
   pad_value = _setting(None, ['eval/EvalParser.pad_value',
                               'EvalParser.pad_value'], 0.0)
   antialias = _setting(None, ['eval/EvalParser.antialias',
@@ -762,7 +783,8 @@ def export_saved_model(model_dir: str, output_dir: str,
       max_trajectory_steps=max_trajectory_steps,
       max_image_pixels=max_image_pixels, jit_compile=jit_compile,
       min_pixels_at=min_pixels_at, void_votes=void_votes, pad_value=pad_value,
-      antialias=antialias)
+      antialias=antialias, stuff_as_one_segment=stuff_as_one_segment,
+      readout=readout)
   info = module.export_info()
   reader = tf.train.load_checkpoint(checkpoint_path)
   step_key = 'global_step/.ATTRIBUTES/VARIABLE_VALUE'

@@ -13,36 +13,53 @@ import tensorflow as tf
 
 @keras.saving.register_keras_serializable(package='pix2seq_d')
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-  """`peak * step / warmup` for `step < warmup`, then linear to `peak * end_factor`."""
+  """`peak * step / warmup` for `step < warmup`, then linear to `peak * end_factor`.
 
-  def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0,
+  `total_steps` is an int, or an integer `tf.Variable` that a time budget
+  re-plans during training (tasks/budget.py): the decay then always ends at
+  the currently planned last step.
+  """
+
+  def __init__(self, peak: float, total_steps, warmup_steps: int = 0,
                end_factor: float = 0.1):
-    if total_steps <= 0:
-      raise ValueError(f'total_steps must be > 0, got {total_steps}.')
-    if not 0 <= warmup_steps <= total_steps:
-      raise ValueError(f'warmup_steps={warmup_steps} must be in [0, '
-                       f'total_steps={total_steps}].')
+    if isinstance(total_steps, tf.Variable):
+      if not total_steps.dtype.is_integer:
+        raise ValueError(f'total_steps variable must be an integer, got '
+                         f'{total_steps.dtype.name}.')
+      if warmup_steps < 0:
+        raise ValueError(f'warmup_steps={warmup_steps} must be >= 0.')
+    else:
+      if total_steps <= 0:
+        raise ValueError(f'total_steps must be > 0, got {total_steps}.')
+      if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f'warmup_steps={warmup_steps} must be in [0, '
+                         f'total_steps={total_steps}].')
+      total_steps = int(total_steps)
     self.peak = float(peak)
-    self.total_steps = int(total_steps)
+    self.total_steps = total_steps
     self.warmup_steps = int(warmup_steps)
     self.end_factor = float(end_factor)
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
     warmup = tf.cast(self.warmup_steps, tf.float32)
-    decay_steps = tf.cast(max(self.total_steps - self.warmup_steps, 1), tf.float32)
+    decay_steps = tf.maximum(
+        tf.cast(self.total_steps, tf.float32) - warmup, 1.0)
     warm = self.peak * step / tf.maximum(warmup, 1.0)
     progress = tf.clip_by_value((step - warmup) / decay_steps, 0.0, 1.0)
     decayed = self.peak * (1.0 - (1.0 - self.end_factor) * progress)
     return tf.where(step < warmup, warm, decayed)
 
   def get_config(self):
-    return dict(peak=self.peak, total_steps=self.total_steps,
+    total_steps = self.total_steps
+    if isinstance(total_steps, tf.Variable):
+      total_steps = int(total_steps.numpy())
+    return dict(peak=self.peak, total_steps=total_steps,
                 warmup_steps=self.warmup_steps, end_factor=self.end_factor)
 
 
 @gin.configurable
-def build_optimizer(total_steps: int,
+def build_optimizer(total_steps,
                     learning_rate: float = 1e-4,
                     end_lr_factor: float = 0.1,
                     warmup_steps: int = 0,
@@ -54,7 +71,8 @@ def build_optimizer(total_steps: int,
   """AdamW with the warmup + linear-decay schedule of REFERENCE §5.
 
   Args:
-    total_steps: length of the schedule (the run's train steps).
+    total_steps: length of the schedule (the run's train steps): an int, or
+      an integer `tf.Variable` re-planned by a time budget (tasks/budget.py).
     learning_rate: the peak learning rate.
     end_lr_factor: final learning rate as a fraction of the peak (1.0 = constant).
     warmup_steps: linear warmup length.

@@ -6,8 +6,14 @@
    `void_votes=True` they do (the authors' `majority_vote_postprocess`,
    tasks/panoptic_segmentation.py ~275-286 at eabd4e9: argmax over all classes)
    and a segment whose majority is void is dropped.
+   With `stuff_class_ids` (`stuff_as_one_segment=True` in the evaluator, the
+   quickstart pictures and serving), every stuff class then becomes one
+   segment per image (`merge_stuff_segments`): the panoptic format has one
+   segment per stuff class, and ids the decoder split it into would each be
+   a false positive (the usual panoptic post-processing, e.g. Panoptic-DeepLab's
+   stuff merging; issue 12).
 2. Segments with fewer than `min_pixels` pixels are dropped (become void), by
-   default counted at mask size. The authors count them at the original image
+   default counted at mask size (after the stuff merge). The authors count them at the original image
    size after the nearest-neighbour resize (their released eval value: 40):
    `MIN_PIXELS_AT = 'original'` runs steps 1-2 again after step 3
    (`majority_class_and_min_pixels` on the original-size map).
@@ -18,6 +24,9 @@ Steps 1–2 are static-shape TF: they run inside the compiled sampler graph and
 in the SavedModel. Step 3 changes the shape per image.
 """
 
+from typing import Sequence, Tuple
+
+import numpy as np
 import tensorflow as tf
 
 VOID = 0
@@ -33,11 +42,103 @@ def check_min_pixels_at(min_pixels_at: str) -> str:
   return min_pixels_at
 
 
+def check_stuff_as_one_segment(stuff_as_one_segment) -> bool:
+  if not isinstance(stuff_as_one_segment, (bool, np.bool_)):
+    raise ValueError(f'stuff_as_one_segment={stuff_as_one_segment!r} must be '
+                     'True or False.')
+  return bool(stuff_as_one_segment)
+
+
+def stuff_class_ids(categories: Sequence[dict]) -> Tuple[int, ...]:
+  """The contiguous class ids of the stuff classes (`isthing == 0`).
+
+  Args:
+    categories: the `categories.json` table (`class_id`, `isthing`, ...).
+
+  Returns:
+    Sorted tuple of `class_id`s.
+  """
+  return tuple(sorted(int(c['class_id']) for c in categories
+                      if not int(c['isthing'])))
+
+
+def merge_stuff_segments(label_map: tf.Tensor, stuff_class_ids: Sequence[int],
+                         num_ids: int = 256,
+                         num_classes: int = 256) -> tf.Tensor:
+  """Makes all pixels of each stuff class one segment per image.
+
+  Run after the majority class (every id then has one class, so the id chosen
+  for a stuff class belongs to no other class): the pixels of stuff class `c`
+  with a non-zero id all take the id of `c`'s largest segment in the image
+  (ties to the smaller id). Thing classes and void are unchanged.
+
+  Args:
+    label_map: int `[B, h, w, 2]` (class, instance id), majority-voted.
+    stuff_class_ids: class ids whose segments are merged.
+    num_ids: exclusive bound of instance ids.
+    num_classes: exclusive bound of class ids.
+
+  Returns:
+    int32 `[B, h, w, 2]`.
+  """
+  label_map = tf.cast(label_map, tf.int32)
+  stuff = np.zeros([num_classes], bool)
+  for class_id in stuff_class_ids:
+    if not 0 < int(class_id) < num_classes:
+      raise ValueError(f'stuff class id {class_id} is not in [1, {num_classes}).')
+    stuff[int(class_id)] = True
+  classes, ids = label_map[..., 0], label_map[..., 1]
+  batch = tf.shape(ids)[0]
+  flat_ids = tf.reshape(ids, [batch, -1])
+  flat_classes = tf.reshape(classes, [batch, -1])
+  offsets = tf.range(batch)[:, tf.newaxis]
+  # Pixels per (image, class, id), id 0 left out of the choice.
+  keys = (offsets * num_classes + flat_classes) * num_ids + flat_ids
+  histogram = tf.math.unsorted_segment_sum(
+      tf.ones_like(keys, tf.float32), keys,
+      num_segments=batch * num_classes * num_ids)
+  histogram = tf.reshape(histogram, [batch, num_classes, num_ids])
+  histogram = tf.where((tf.range(num_ids) > 0)[tf.newaxis, tf.newaxis],
+                       histogram, -1.0)
+  largest = tf.argmax(histogram, axis=-1, output_type=tf.int32)  # [B, classes]
+  merged = tf.gather(largest, flat_classes, batch_dims=1)
+  is_stuff = tf.gather(tf.constant(stuff), flat_classes) & (flat_ids > 0)
+  new_ids = tf.where(is_stuff, merged, flat_ids)
+  out = tf.stack([flat_classes, new_ids], axis=-1)
+  return tf.reshape(out, tf.shape(label_map))
+
+
+def drop_small_segments(label_map: tf.Tensor, min_pixels: int,
+                        num_ids: int = 256) -> tf.Tensor:
+  """Segments (ids) with fewer than `min_pixels` pixels become (0, 0).
+
+  Args:
+    label_map: int `[B, h, w, 2]` whose ids each have one class.
+    min_pixels: the threshold.
+    num_ids: exclusive bound of instance ids.
+
+  Returns:
+    int32 `[B, h, w, 2]`; id 0 is void too.
+  """
+  label_map = tf.cast(label_map, tf.int32)
+  ids = label_map[..., 1]
+  batch = tf.shape(ids)[0]
+  flat_ids = tf.reshape(ids, [batch, -1])
+  keys = tf.range(batch)[:, tf.newaxis] * num_ids + flat_ids
+  sizes = tf.math.unsorted_segment_sum(tf.ones_like(keys, tf.float32), keys,
+                                       num_segments=batch * num_ids)
+  keep = (tf.gather(sizes, keys) >= float(min_pixels)) & (flat_ids > 0)
+  keep = tf.reshape(keep, tf.shape(ids))[..., tf.newaxis]
+  return tf.where(keep, label_map, 0)
+
+
 def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
                                   num_ids: int = 256,
                                   num_classes: int = 256,
                                   num_valid_classes: int = 0,
-                                  void_votes: bool = False) -> tf.Tensor:
+                                  void_votes: bool = False,
+                                  stuff_class_ids: Sequence[int] = ()
+                                  ) -> tf.Tensor:
   """Gives each instance id its majority class and drops small segments.
 
   Args:
@@ -52,11 +153,21 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
     void_votes: void pixels vote too (argmax over void and the classes, ties
       to void), and a segment whose majority is void is dropped (the
       authors' released code). False: void pixels do not vote.
+    stuff_class_ids: if not empty, after the majority class each of these
+      classes becomes one segment per image (`merge_stuff_segments`), and
+      `min_pixels` then counts the merged segments.
 
   Returns:
     int32 `[B, h, w, 2]`; pixels with instance id 0, with a void majority, or
     in a dropped segment are (0, 0).
   """
+  if stuff_class_ids:
+    voted = majority_class_and_min_pixels(
+        label_map, 0, num_ids=num_ids, num_classes=num_classes,
+        num_valid_classes=num_valid_classes, void_votes=void_votes)
+    merged = merge_stuff_segments(voted, stuff_class_ids, num_ids=num_ids,
+                                  num_classes=num_classes)
+    return drop_small_segments(merged, min_pixels, num_ids=num_ids)
   label_map = tf.cast(label_map, tf.int32)
   classes, ids = label_map[..., 0], label_map[..., 1]
   batch = tf.shape(ids)[0]
@@ -90,14 +201,16 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
 def postprocess_stage(label_map: tf.Tensor, stage: str, *, min_pixels: int,
                       min_pixels_at: str = 'mask', void_votes: bool = False,
                       num_ids: int = 256, num_classes: int = 256,
-                      num_valid_classes: int = 0) -> tf.Tensor:
-  """Majority class, and the size filter where `min_pixels_at == stage`.
+                      num_valid_classes: int = 0,
+                      stuff_class_ids: Sequence[int] = ()) -> tf.Tensor:
+  """Majority class, stuff merge, and the size filter where `min_pixels_at == stage`.
 
   Evaluation and serving call it twice: with `stage='mask'` on the generated
   `[B, h, w, 2]` masks (in the compiled sampler graph) and, when
   `min_pixels_at='original'`, with `stage='original'` on each mask mapped back
   to its original image size (`[1, H, W, 2]`), where the filter then counts
-  original pixels as the authors' evaluation does.
+  original pixels as the authors' evaluation does. `stuff_class_ids` (empty:
+  no merge) as in `majority_class_and_min_pixels`.
   """
   check_min_pixels_at(min_pixels_at)
   if stage == 'original' and min_pixels_at != 'original':
@@ -105,4 +218,4 @@ def postprocess_stage(label_map: tf.Tensor, stage: str, *, min_pixels: int,
   return majority_class_and_min_pixels(
       label_map, min_pixels if stage == min_pixels_at else 0, num_ids=num_ids,
       num_classes=num_classes, num_valid_classes=num_valid_classes,
-      void_votes=void_votes)
+      void_votes=void_votes, stuff_class_ids=stuff_class_ids)

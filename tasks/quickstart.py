@@ -8,9 +8,13 @@ One call runs the whole chain on a CPU, with nothing downloaded:
    settings match is reused.
 2. `train`: `tasks.train_lib.run_experiment(mode='train')` on the gin
    experiment (gin/experiments/quickstart.gin: the paper's algorithm at a
-   small size). Unless given, the step count is what fits the time budget
-   at the speed measured just before (`schedule_train_steps`: two short
-   loops in a scratch folder).
+   small size). Unless given, the steps fill the time budget: by default
+   re-planned at every training loop from the speed measured so far and the
+   time left, the learning-rate schedule following the plan
+   (`make_time_budget`, tasks/budget.py), so a machine whose load changes
+   still ends on time; with `quickstart_settings.replan_budget = False`, the
+   step count is fixed before training from the speed of two short loops
+   in a scratch folder (`schedule_train_steps`).
 3. `eval`: `run_experiment(mode='eval')`: DDIM sampling of the held-out split,
    post-processing and PQ / SQ / RQ, things / stuff (tasks/evaluator.py).
 4. `export`: a SavedModel through `tasks.export`, when that module exists and
@@ -43,6 +47,7 @@ from data import source_files
 from data import synthetic
 from models import pix2seq_d
 from models import sampler
+from tasks import budget as budget_lib
 from tasks import config
 from tasks import distribute
 from tasks import export
@@ -132,11 +137,15 @@ def make_records(data_dir: str, settings: dict, num_workers: int = 1) -> bool:
 # ----------------------------------------------------------------- schedule ---
 
 
+DEFAULT_OVERHEAD_MINUTES = 2.0
+DEFAULT_MIN_STEPS = 10
+
+
 @gin.configurable
 def train_steps_for_minutes(minutes: float, steps_per_minute: float,
-                            overhead_minutes: float = 2.0,
+                            overhead_minutes: float = DEFAULT_OVERHEAD_MINUTES,
                             margin: float = 0.9,
-                            min_steps: int = 10) -> int:
+                            min_steps: int = DEFAULT_MIN_STEPS) -> int:
   """Training steps that fit what is left of a wall-clock budget.
 
   Args:
@@ -205,6 +214,58 @@ def schedule_train_steps(model_dir: str, strategy, minutes: float,
           'minutes_left': minutes_left}
 
 
+def make_time_budget(minutes: float, start_time: float,
+                     initial_steps_per_minute: float,
+                     clock=time.time) -> budget_lib.TimeBudget:
+  """A `TimeBudget` ending training `overhead_minutes` before the budget ends.
+
+  `overhead_minutes` and `min_steps` are `train_steps_for_minutes`' (one
+  binding for both ways of planning).
+
+  Args:
+    minutes: the whole call's budget.
+    start_time: when the call started (`clock` seconds).
+    initial_steps_per_minute: speed assumed until the first loop is measured.
+    clock: the clock (tests pass a fake).
+  """
+  overhead = config.gin_value('train_steps_for_minutes.overhead_minutes')
+  min_steps = config.gin_value('train_steps_for_minutes.min_steps')
+  overhead = DEFAULT_OVERHEAD_MINUTES if overhead is None else overhead
+  return budget_lib.TimeBudget(
+      start_time + 60.0 * (minutes - overhead),
+      initial_steps_per_second=initial_steps_per_minute / 60.0, clock=clock,
+      min_steps=DEFAULT_MIN_STEPS if min_steps is None else min_steps)
+
+
+def plan_training(model_dir: str, strategy, minutes: float, start_time: float,
+                  train_steps: Optional[int], settings: dict, stages,
+                  argv: Sequence[str] = ()) -> tuple:
+  """How the quickstarts size training (module docstring, step 2).
+
+  Binds `run_experiment.train_steps` (with a time budget: the first plan, the
+  schedule's length until the first loop is measured).
+
+  Returns:
+    `(schedule, time_budget)`: the schedule dict for the summary and the
+    `TimeBudget` to pass to `run_experiment` (None: train `train_steps`).
+  """
+  schedule, time_budget = {'train_steps': train_steps}, None
+  if train_steps is None and settings['replan_budget']:
+    time_budget = make_time_budget(minutes, start_time,
+                                   settings['initial_steps_per_minute'])
+    remaining = max(time_budget.deadline - time.time(), 0.0)
+    schedule = {'replan': True,
+                'train_until_minute': (time_budget.deadline - start_time) / 60,
+                'train_steps': max(time_budget.min_steps, int(
+                    remaining * time_budget.steps_per_second))}
+  elif train_steps is None:
+    with stages('calibrate'):
+      schedule = schedule_train_steps(model_dir, strategy, minutes, start_time,
+                                      argv)
+  gin.bind_parameter('run_experiment.train_steps', int(schedule['train_steps']))
+  return schedule, time_budget
+
+
 # ----------------------------------------------------------------- pictures ---
 
 
@@ -239,7 +300,9 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
                    categories_json: str = gin.REQUIRED,
                    image_size=gin.REQUIRED, mask_size=gin.REQUIRED,
                    num_steps: int = 10, td: float = 2.0, min_pixels: int = 0,
-                   seed: int = 0) -> dict:
+                   seed: int = 0,
+                   stuff_as_one_segment: Optional[bool] = None,
+                   readout: Optional[str] = None) -> dict:
   """Writes `overlays/*.png` and `trajectory.png` for the first eval images.
 
   Args:
@@ -252,11 +315,24 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
     mask_size: generated mask `(h, w)`.
     num_steps, td, min_pixels, seed: sampling and post-processing, as the
       evaluator's (gin binds the same macros).
+    stuff_as_one_segment: each stuff class one segment per image
+      (tasks/postprocess.py); None: `build_evaluator.stuff_as_one_segment`.
+    readout: 'threshold' or 'argmax' (models/sampler.py); None:
+      `build_evaluator.readout` (default 'threshold').
 
   Returns:
     `{'overlays': [paths], 'trajectory': path}`.
   """
   categories = records.read_categories(categories_json)
+  if stuff_as_one_segment is None:
+    stuff_as_one_segment = bool(
+        config.gin_value('build_evaluator.stuff_as_one_segment'))
+  stuff_ids = (postprocess.stuff_class_ids(categories)
+               if postprocess.check_stuff_as_one_segment(stuff_as_one_segment)
+               else ())
+  if readout is None:
+    readout = config.gin_value('build_evaluator.readout') or 'threshold'
+  sampler.check_readout(readout)
   model, ema = restore_for_inference(model_dir)
   with gin.config_scope('eval'):
     dataset = pipeline.build_dataset(global_batch_size=num_images,
@@ -271,10 +347,11 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
     outputs = sampler.sample(model, images, mask_size=tuple(mask_size),
                              num_steps=num_steps, td=td,
                              seed=tf.constant([seed, 0], tf.int32),
-                             trajectory_size=num_steps)
+                             trajectory_size=num_steps, readout=readout)
   predictions = postprocess.majority_class_and_min_pixels(
       outputs['label_map'], min_pixels, num_ids=2**n_bits[1],
-      num_classes=2**n_bits[0], num_valid_classes=len(categories))
+      num_classes=2**n_bits[0], num_valid_classes=len(categories),
+      stuff_class_ids=stuff_ids)
 
   overlay_dir = os.path.join(output_dir, 'overlays')
   tf.io.gfile.makedirs(overlay_dir)
@@ -365,9 +442,30 @@ class _Stages:
 
 @gin.configurable
 def quickstart_settings(num_workers: int = 2, export: bool = True,
-                        pictures: bool = True) -> dict:
-  """Settings of the chain itself (gin: `quickstart_settings.export = False`)."""
-  return dict(num_workers=num_workers, export=export, pictures=pictures)
+                        pictures: bool = True, replan_budget: bool = True,
+                        initial_steps_per_minute: float = 120.0) -> dict:
+  """Settings of the chain itself (gin: `quickstart_settings.export = False`).
+
+  Args:
+    num_workers: processes writing the data.
+    export: run the export stage.
+    pictures: write the overlays and the trajectory.
+    replan_budget: re-plan the training steps at every loop from the speed
+      measured so far (tasks/budget.py); False: fix them before training
+      from a short calibration (`schedule_train_steps`).
+    initial_steps_per_minute: with `replan_budget`, the speed assumed until
+      the first loop is measured (shapes only the first loop's learning
+      rate; the quickstart's first loop is its warmup).
+  """
+  if not isinstance(replan_budget, bool):
+    raise ValueError(f'quickstart_settings.replan_budget={replan_budget!r} '
+                     'must be True or False.')
+  if not initial_steps_per_minute > 0:
+    raise ValueError('quickstart_settings.initial_steps_per_minute='
+                     f'{initial_steps_per_minute} must be > 0.')
+  return dict(num_workers=num_workers, export=export, pictures=pictures,
+              replan_budget=replan_budget,
+              initial_steps_per_minute=float(initial_steps_per_minute))
 
 
 def run_quickstart(output_dir: str,
@@ -384,7 +482,7 @@ def run_quickstart(output_dir: str,
     gin_files: the experiment (default gin/experiments/quickstart.gin).
     gin_bindings: extra bindings (they win over the files).
     minutes: the wall-clock budget of the whole call; the training steps are
-      sized to it (`schedule_train_steps`).
+      sized to it (`plan_training`).
     train_steps: explicit training steps (overrides `minutes`; tests).
     argv: the command line, recorded with the run.
 
@@ -408,14 +506,14 @@ def run_quickstart(output_dir: str,
     # A new run each time (the data, not the model, is reused).
     logging.info('removing the previous run in %s', model_dir)
     tf.io.gfile.rmtree(model_dir)
-  schedule = {'train_steps': train_steps}
-  if train_steps is None:
-    with stages('calibrate'):
-      schedule = schedule_train_steps(model_dir, strategy, minutes, start, argv)
-  gin.bind_parameter('run_experiment.train_steps', int(schedule['train_steps']))
+  schedule, time_budget = plan_training(model_dir, strategy, minutes, start,
+                                        train_steps, settings, stages, argv)
   with stages('train'):
     trained = train_lib.run_experiment(model_dir, 'train', strategy,
-                                       argv=list(argv) or ['quickstart'])
+                                       argv=list(argv) or ['quickstart'],
+                                       time_budget=time_budget)
+  if time_budget is not None:
+    schedule.update(time_budget.summary(), train_steps=trained['global_step'])
   with stages('eval'):
     evaluated = train_lib.run_experiment(model_dir, 'eval', strategy,
                                          argv=list(argv) or ['quickstart'])
@@ -434,7 +532,8 @@ def run_quickstart(output_dir: str,
   model, _ = restore_for_inference(model_dir)
   summary = {
       'val': {k: metrics[k] for k in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq',
-                                      'miou')},
+                                      'miou', 'miou_things', 'miou_stuff',
+                                      'merged', 'split')},
       'val_panoptic': metrics['panoptic'],
       'train_steps': trained['global_step'],
       'seconds': dict(stages.seconds, total=round(time.time() - start, 1)),

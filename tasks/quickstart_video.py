@@ -11,8 +11,8 @@ CPU, with nothing downloaded:
 2. `train`: `tasks.train_lib.run_experiment(mode='train')` on the gin
    experiment (gin/experiments/quickstart_video.gin: the video model, whose
    decoder also sees the masks of the past frames, paper §3.4). Unless
-   given, the step count is what fits the time budget at the speed measured
-   just before (`quickstart.schedule_train_steps`).
+   given, the steps fill the time budget as in the image quickstart
+   (`quickstart.plan_training`: re-planned at every loop by default).
 3. `eval`: `run_experiment(mode='eval')` with the streaming video evaluator
    (tasks/video_evaluator.py): every held-out video is segmented frame by
    frame, each frame conditioned on the model's own predictions for the past
@@ -261,7 +261,7 @@ def run_video_quickstart(output_dir: str,
     gin_files: the experiment (default gin/experiments/quickstart_video.gin).
     gin_bindings: extra bindings (they win over the files).
     minutes: the wall-clock budget of the whole call; the training steps are
-      sized to it (`quickstart.schedule_train_steps`).
+      sized to it (`quickstart.plan_training`).
     train_steps: explicit training steps (overrides `minutes`; tests).
     argv: the command line, recorded with the run.
 
@@ -287,14 +287,13 @@ def run_video_quickstart(output_dir: str,
     # A new run each time (the data, not the model, is reused).
     logging.info('removing the previous run in %s', model_dir)
     tf.io.gfile.rmtree(model_dir)
-  schedule = {'train_steps': train_steps}
-  if train_steps is None:
-    with stages('calibrate'):
-      schedule = quickstart.schedule_train_steps(model_dir, strategy, minutes,
-                                                 start, argv)
-  gin.bind_parameter('run_experiment.train_steps', int(schedule['train_steps']))
+  schedule, time_budget = quickstart.plan_training(
+      model_dir, strategy, minutes, start, train_steps, settings, stages, argv)
   with stages('train'):
-    trained = train_lib.run_experiment(model_dir, 'train', strategy, argv=argv)
+    trained = train_lib.run_experiment(model_dir, 'train', strategy, argv=argv,
+                                       time_budget=time_budget)
+  if time_budget is not None:
+    schedule.update(time_budget.summary(), train_steps=trained['global_step'])
   with stages('eval'):
     evaluated = train_lib.run_experiment(model_dir, 'eval', strategy, argv=argv)
   eval_dir = os.path.join(model_dir, 'eval', f'step_{evaluated["global_step"]}')

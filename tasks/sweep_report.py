@@ -27,7 +27,7 @@ from data import source_files
 
 # Columns of the table, in this order, where the evaluator reports them.
 METRIC_ORDER = ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq', 'miou',
-                'miou_things', 'merged', 'split',
+                'miou_things', 'miou_stuff', 'merged', 'split',
                 'JandF-Mean', 'J-Mean', 'F-Mean', 'J-Recall', 'F-Recall',
                 'J-Decay', 'F-Decay', 'STQ', 'AQ', 'SQ')
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from data import pipeline
 from models import pix2seq_d
+from tasks import budget as budget_lib
 from tasks import config
 from tasks import evaluator as evaluator_lib
 from tasks import optim
@@ -110,7 +111,7 @@ def restore_init_checkpoint(path: str, parts: str, model, ema) -> None:
   logging.info('Initialised %s from %s.', parts, path)
 
 
-@gin.configurable(denylist=['model_dir', 'mode', 'strategy'])
+@gin.configurable(denylist=['model_dir', 'mode', 'strategy', 'time_budget'])
 def run_experiment(model_dir: str,
                    mode: str,
                    strategy: tf.distribute.Strategy,
@@ -130,7 +131,8 @@ def run_experiment(model_dir: str,
                    eval_steps: Optional[int] = None,
                    eval_timeout: Optional[int] = None,
                    evaluator_builder=None,
-                   argv: Sequence[str] = ()) -> dict:
+                   argv: Sequence[str] = (),
+                   time_budget: Optional[budget_lib.TimeBudget] = None) -> dict:
   """Runs one experiment; everything not named here comes from gin.
 
   Args:
@@ -159,6 +161,12 @@ def run_experiment(model_dir: str,
       `tasks.evaluator.build_evaluator`; video experiments bind
       `@build_video_evaluator`).
     argv: the command line, recorded in model_dir.
+    time_budget: mode 'train' only: train until this `TimeBudget`'s deadline
+      instead of to `train_steps`, re-planning the total steps (and the
+      learning-rate schedule's length) at every loop boundary
+      (tasks/budget.py). `train_steps` is then only the schedule's length
+      until the first plan. A built part passed by the caller (the
+      quickstart), not a gin setting.
 
   Returns:
     `{'global_step'}` and, when this call trained, `'train'`: the last loop's
@@ -167,6 +175,8 @@ def run_experiment(model_dir: str,
   """
   if mode not in MODES:
     raise ValueError(f'--mode={mode!r} is not one of {list(MODES)}.')
+  if time_budget is not None and mode != 'train':
+    raise ValueError(f"time_budget needs mode='train', got mode={mode!r}.")
   keras.utils.set_random_seed(seed)
   summary_interval = summary_interval or steps_per_loop
   eval_batch_size = eval_batch_size or global_batch_size
@@ -175,7 +185,13 @@ def run_experiment(model_dir: str,
   with strategy.scope():
     model = pix2seq_d.build_model()
     ema = pix2seq_d.build_ema(model)
-    optimizer = optim.build_optimizer(total_steps=train_steps)
+    # With a time budget the schedule's length is a variable the budget
+    # re-plans (saved in the checkpoint so that a resume continues the plan).
+    planned_steps = (tf.Variable(int(train_steps), dtype=tf.int64,
+                                 trainable=False, name='planned_train_steps')
+                     if time_budget is not None else None)
+    optimizer = optim.build_optimizer(
+        total_steps=planned_steps if planned_steps is not None else train_steps)
     optimizer.build(model.trainable_variables)
     global_step = orbit.utils.create_global_step()
 
@@ -190,7 +206,10 @@ def run_experiment(model_dir: str,
           total_steps=train_steps, clip_norm=clip_norm, seed=seed,
           jit_compile=jit_compile, noise_draws=noise_draws,
           global_step=global_step)
-    checkpoint = tf.train.Checkpoint(**trainer.checkpoint_items())
+    items = trainer.checkpoint_items()
+    if planned_steps is not None:
+      items['planned_train_steps'] = planned_steps
+    checkpoint = tf.train.Checkpoint(**items)
   else:
     items = dict(model=model, optimizer=optimizer, global_step=global_step)
     if ema is not None:
@@ -237,7 +256,10 @@ def run_experiment(model_dir: str,
           _dataset_fn('train', global_batch_size, is_training=True,
                       seed=seed + start_step)))
 
-  if mode == 'train':
+  if mode == 'train' and time_budget is not None:
+    budget_lib.train_within_budget(controller, global_step, time_budget,
+                                   steps_per_loop, planned_steps, trainer)
+  elif mode == 'train':
     controller.train(steps=train_steps)
   elif mode == 'train_and_eval':
     controller.train_and_evaluate(train_steps=train_steps,

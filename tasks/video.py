@@ -27,7 +27,8 @@ class StreamingSegmenter:
   def __init__(self, model, mask_size, past_frame_offsets: Sequence[int] = (-2, -1),
                first_frame_steps: int = 32, later_frame_steps: int = 8,
                td: float = 1.0, min_pixels: int = 10, seed: int = 0,
-               num_valid_classes: int = 0, jit_compile: bool = True):
+               num_valid_classes: int = 0, jit_compile: bool = True,
+               readout: str = 'threshold'):
     """Args:
       model: a `Pix2SeqD` with `num_past_frames == len(past_frame_offsets)`.
       mask_size: `(h, w)` of the generated masks.
@@ -41,6 +42,8 @@ class StreamingSegmenter:
       num_valid_classes: the dataset's class count; other predicted classes
         do not vote in post-processing (0 = all valid).
       jit_compile: XLA-compile the per-frame function.
+      readout: 'threshold' or 'argmax': how the last step's decoder output
+        becomes the mask (models/sampler.py).
     """
     offsets = tuple(int(o) for o in past_frame_offsets)
     if any(o >= 0 for o in offsets):
@@ -58,6 +61,7 @@ class StreamingSegmenter:
     self.min_pixels = min_pixels
     self.seed = seed
     self.num_valid_classes = num_valid_classes
+    self.readout = sampler.check_readout(readout)
     self._frame_fn = tf.function(self._segment_frame, jit_compile=jit_compile)
     self.reset()
 
@@ -71,7 +75,8 @@ class StreamingSegmenter:
   def _segment_frame(self, image, past_label_maps, num_steps, td, seed):
     outputs = sampler.sample(self.model, image, mask_size=self.mask_size,
                              num_steps=num_steps, td=td, seed=seed,
-                             past_label_maps=past_label_maps)
+                             past_label_maps=past_label_maps,
+                             readout=self.readout)
     return postprocess.majority_class_and_min_pixels(
         outputs['label_map'], self.min_pixels,
         num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],

@@ -210,7 +210,8 @@ def build_video_evaluator(model, ema, strategy, model_dir, eval_batch_size,
                           later_frame_steps: int = 8, td: float = 1.0,
                           min_pixels: int = 10, seed: int = 0,
                           write_predictions: bool = True,
-                          jit_compile: bool = True) -> VideoEvaluator:
+                          jit_compile: bool = True,
+                          readout: str = 'threshold') -> VideoEvaluator:
   """Builds the streaming video evaluator (REFERENCE §6 defaults: DAVIS).
 
   Args:
@@ -234,6 +235,8 @@ def build_video_evaluator(model, ema, strategy, model_dir, eval_batch_size,
     seed: noise seed.
     write_predictions: write DAVIS / KITTI-STEP PNGs.
     jit_compile: XLA-compile the per-frame function.
+    readout: 'threshold' (`bit2int(x0 > 0)`) or 'argmax' (each bit group's
+      most probable pattern), models/sampler.py.
 
   Returns:
     A `VideoEvaluator`.
@@ -255,4 +258,4 @@ def build_video_evaluator(model, ema, strategy, model_dir, eval_batch_size,
                             later_frame_steps=later_frame_steps, td=td,
                             min_pixels=min_pixels, seed=seed,
                             num_valid_classes=len(categories),
-                            jit_compile=jit_compile))
+                            jit_compile=jit_compile, readout=readout))

@@ -81,8 +81,27 @@ class MeanIoU:
       raise ValueError('cannot merge MeanIoU with different classes.')
     self.confusion += other.confusion
 
+  def mean_over(self, class_ids: Sequence[int]) -> Dict[str, Any]:
+    """Mean IoU over a subset of the classes (e.g. the thing or stuff classes).
+
+    Same rule as `result`: the classes of the subset with a non-empty union
+    are averaged; 0 with `n = 0` when none occurred.
+
+    Returns:
+      `{'mIoU': float, 'n': classes averaged}`.
+    """
+    result = self.result()
+    unknown = sorted(set(int(c) for c in class_ids) - set(result['per_class']))
+    if unknown:
+      raise ValueError(f'class ids {unknown} are not evaluated classes.')
+    present = [c for c in class_ids if int(c) in result['present']]
+    values = [result['per_class'][int(c)] for c in present]
+    return {'mIoU': float(np.mean(values)) if values else 0.0,
+            'n': len(values)}
+
   def result(self) -> Dict[str, Any]:
-    """Returns `{'mIoU': float, 'n': classes averaged, 'per_class': {id: IoU}}`.
+    """Returns `{'mIoU': float, 'n': classes averaged, 'per_class': {id: IoU},
+    'present': [ids with a non-empty union]}`.
 
     Classes with an empty union get IoU 0 in `per_class` and are left out of
     the mean; `mIoU` is 0 when no class occurred.
@@ -95,4 +114,5 @@ class MeanIoU:
     iou = np.divide(tp, union, out=np.zeros(num_classes), where=present)
     n = int(present.sum())
     return {'mIoU': float(iou[present].mean()) if n else 0.0, 'n': n,
-            'per_class': {int(c): float(v) for c, v in zip(self.class_ids, iou)}}
+            'per_class': {int(c): float(v) for c, v in zip(self.class_ids, iou)},
+            'present': [int(c) for c in self.class_ids[present]]}

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from models import bits
 from models import diffusion
+from models import losses
 from models import sampler
 
 
@@ -125,3 +126,72 @@ def test_same_seed_same_noise():
   b = sampler.sample(OracleModel(_truth()), tf.zeros([2, 4, 4, 3]),
                      mask_size=(6, 5), num_steps=2, td=0.0, seed=[3, 4])
   np.testing.assert_array_equal(a['x0'], b['x0'])
+
+
+class LogitsModel(OracleModel):
+  """A decoder with fixed group logits; x0 is their softmax average (losses)."""
+
+  n_bits = (2, 2)
+
+  def __init__(self, logits):
+    self.logits = tf.constant(logits, tf.float32)
+
+  def denoise(self, x_t, gamma, encoded, past_bits=None, training=False,
+              x0_prev=None):
+    del gamma, encoded, past_bits, training, x0_prev
+    logits = tf.broadcast_to(
+        self.logits, tf.concat([tf.shape(x_t)[:3], self.logits.shape], 0))
+    return logits, losses.bits_from_logits(logits, self.b_scale)
+
+
+def _sample(model, readout, **kwargs):
+  return sampler.sample(model, tf.zeros([1, 4, 4, 3]), mask_size=(2, 3),
+                        num_steps=3, td=1.0, seed=[0, 1], readout=readout,
+                        **kwargs)
+
+
+def test_argmax_readout_gives_the_mode_where_thresholding_invents_a_third_id():
+  # Class group: pattern 2 (binary 10) is certain. Instance group: ids 1
+  # (01b) at 0.45 and 2 (10b) at 0.40, 3 (11b) at 0.15: each bit is 1 with
+  # probability 0.60 / 0.55, so the thresholded average is id 3.
+  probs = np.array([[0.0001, 0.0001, 0.9997, 0.0001],
+                    [0.0, 0.45, 0.40, 0.15]]) + 1e-9
+  model = LogitsModel(np.log(probs))
+  threshold = _sample(model, 'threshold', trajectory_size=3)
+  argmax = _sample(model, 'argmax', trajectory_size=3)
+  np.testing.assert_array_equal(threshold['label_map'][..., 0], 2)
+  np.testing.assert_array_equal(threshold['label_map'][..., 1], 3)
+  np.testing.assert_array_equal(argmax['label_map'][..., 0], 2)
+  np.testing.assert_array_equal(argmax['label_map'][..., 1], 1)
+  # The trajectory uses the same readout; x0 (and so the DDIM steps) do not
+  # depend on it.
+  np.testing.assert_array_equal(argmax['trajectory'][..., 1], 1)
+  np.testing.assert_array_equal(threshold['x0'], argmax['x0'])
+
+
+def test_argmax_equals_threshold_for_one_hot_softmax():
+  rng = np.random.default_rng(3)
+  logits = np.full([2, 4], -30.0)
+  logits[0, rng.integers(4)] = 30.0
+  logits[1, rng.integers(4)] = 30.0
+  model = LogitsModel(logits)
+  np.testing.assert_array_equal(_sample(model, 'argmax')['label_map'],
+                                _sample(model, 'threshold')['label_map'])
+  # And per pixel on varied one-hot logits, inside XLA.
+  ids = rng.integers(0, 4, size=(2, 3, 5, 2))
+  one_hot = tf.one_hot(ids, 4, on_value=40.0, off_value=-40.0)
+  x0 = losses.bits_from_logits(one_hot, 0.1)
+  compiled = tf.function(sampler.readout_label_map, jit_compile=True,
+                         reduce_retracing=True)
+  np.testing.assert_array_equal(compiled(one_hot, x0, (2, 2), 'argmax'), ids)
+  np.testing.assert_array_equal(
+      sampler.readout_label_map(one_hot, x0, (2, 2), 'threshold'), ids)
+
+
+def test_bad_readout_is_named():
+  with pytest.raises(ValueError, match="readout='mode'.*threshold.*argmax"):
+    _sample(LogitsModel(np.zeros([2, 4])), 'mode')
+  with pytest.raises(ValueError, match='argmax.*logits'):
+    sampler.sample(OracleModel(_truth()), tf.zeros([2, 4, 4, 3]),
+                   mask_size=(6, 5), num_steps=1, td=0.0, seed=[0, 0],
+                   readout='argmax')

@@ -492,3 +492,38 @@ def test_video_signatures_stream_frames_without_server_state(
     error = results[name].get('error')
     assert error is not None and error[0] == 'InvalidArgumentError', (name, error)
     assert message in error[1], error[1][:2000]
+
+
+def test_serving_merges_stuff_segments_and_takes_the_readout():
+  """`stuff_as_one_segment` and `readout` reach the serving module (no export)."""
+  gin.clear_config()
+  try:
+    config.import_configurables()
+    config.parse_gin(['model/pix2seq_d_tiny.gin'], [], finalize=False)
+    model = pix2seq_d.build_model()
+  finally:
+    gin.clear_config()
+  categories = [dict(class_id=1, id=5, name='disc', isthing=1),
+                dict(class_id=2, id=9, name='sky', isthing=0)]
+  label_map = np.zeros([1, 32, 32, 2], np.int32)
+  label_map[0, :, :16] = [2, 3]
+  label_map[0, :, 16:] = [2, 4]
+  label_map[0, :4, :4] = [1, 7]
+  outputs = {}
+  for merge in (False, True):
+    module = export.PanopticServingModule(
+        model, categories=categories, image_size=(64, 64), mask_size=(32, 32),
+        min_pixels=0, stuff_as_one_segment=merge)
+    outputs[merge] = module._postprocess(  # pylint: disable=protected-access
+        tf.constant(label_map), at='mask').numpy()[0]
+    assert module.export_info()['stuff_as_one_segment'] is merge
+  np.testing.assert_array_equal(outputs[False], label_map[0])
+  sky = label_map[0, ..., 0] == 2
+  # The whole sky takes the larger part's id (512 vs 496 pixels).
+  assert set(np.unique(outputs[True][..., 1][sky])) == {4}
+  kwargs = dict(categories=categories, image_size=(64, 64), mask_size=(32, 32))
+  module = export.PanopticServingModule(model, readout='argmax', **kwargs)
+  assert module.export_info()['readout'] == 'argmax'
+  with pytest.raises(ValueError, match="readout='max'"):
+    export.PanopticServingModule(model, readout='max', **kwargs)
+  assert np.sum(outputs[True][..., 1] == 7) == 16

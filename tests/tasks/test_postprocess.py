@@ -126,3 +126,75 @@ def test_serving_preprocessing_takes_the_eval_parsers_pad_and_antialias():
   np.testing.assert_allclose(served.numpy()[:16], expected, atol=1e-5)
   np.testing.assert_allclose(served.numpy()[16:], 0.3)
   np.testing.assert_allclose(info.numpy()[1], [16, 32])
+
+
+def test_stuff_as_one_segment_merges_each_stuff_class_per_image():
+  # Classes 1 (thing), 2 and 3 (stuff). Stuff 2 was split into ids 5 (3 px)
+  # and 6 (2 px); stuff 3 into ids 7 and 8 (ties: the smaller id wins);
+  # thing 1 keeps its two instances 1 and 2.
+  classes = np.array([[2, 2, 2, 1, 1],
+                      [2, 2, 3, 3, 1],
+                      [1, 1, 3, 3, 0]])
+  ids = np.array([[5, 5, 5, 1, 1],
+                  [6, 6, 7, 8, 1],
+                  [2, 2, 7, 8, 0]])
+  label_map = np.stack([classes, ids], -1)[None]
+  out = postprocess.majority_class_and_min_pixels(
+      label_map, num_ids=16, num_classes=8, stuff_class_ids=(2, 3)).numpy()[0]
+  np.testing.assert_array_equal(out[..., 0], classes)
+  np.testing.assert_array_equal(out[..., 1], [[5, 5, 5, 1, 1],
+                                              [5, 5, 7, 7, 1],
+                                              [2, 2, 7, 7, 0]])
+  # The default keeps the decoder's ids.
+  default = postprocess.majority_class_and_min_pixels(
+      label_map, num_ids=16, num_classes=8).numpy()[0]
+  np.testing.assert_array_equal(default[..., 1], ids)
+
+
+def test_stuff_merge_follows_the_majority_class_and_precedes_min_pixels():
+  # id 4 is mostly stuff 2 (one pixel says thing 1): majority -> stuff 2, then
+  # merged with id 3 (stuff 2). Each part alone (3 px) is under min_pixels 4,
+  # merged (6 px) it is kept. Thing id 9 (2 px) is dropped.
+  classes = np.array([[2, 2, 2, 1],
+                      [2, 2, 1, 1]])
+  ids = np.array([[3, 3, 3, 9],
+                  [4, 4, 4, 9]])
+  label_map = np.stack([classes, ids], -1)[None]
+  out = postprocess.majority_class_and_min_pixels(
+      label_map, min_pixels=4, num_ids=16, num_classes=8,
+      stuff_class_ids=(2,)).numpy()[0]
+  np.testing.assert_array_equal(out[..., 0], [[2, 2, 2, 0], [2, 2, 2, 0]])
+  np.testing.assert_array_equal(out[..., 1], [[3, 3, 3, 0], [3, 3, 3, 0]])
+  without = postprocess.majority_class_and_min_pixels(
+      label_map, min_pixels=4, num_ids=16, num_classes=8).numpy()[0]
+  assert not np.any(without[..., 1])
+
+
+def test_stuff_merge_is_per_image_and_same_under_xla():
+  rng = np.random.default_rng(2)
+  label_map = tf.constant(rng.integers(0, 8, size=(3, 16, 16, 2)), tf.int32)
+  kwargs = dict(min_pixels=3, num_ids=8, num_classes=8, stuff_class_ids=(4, 5))
+  eager = postprocess.majority_class_and_min_pixels(label_map, **kwargs)
+  compiled = tf.function(
+      lambda x: postprocess.majority_class_and_min_pixels(x, **kwargs),
+      jit_compile=True)(label_map)
+  np.testing.assert_array_equal(eager, compiled)
+  for image in eager.numpy():
+    for stuff in (4, 5):
+      assert len(np.unique(image[..., 1][image[..., 0] == stuff])) <= 1
+    # Every id still has one class.
+    for i in np.unique(image[..., 1]):
+      assert len(np.unique(image[..., 0][image[..., 1] == i])) == 1
+
+
+def test_stuff_class_ids_from_categories_and_bad_option():
+  categories = [dict(class_id=1, isthing=1), dict(class_id=2, isthing=0),
+                dict(class_id=3, isthing=0)]
+  assert postprocess.stuff_class_ids(categories) == (2, 3)
+  assert postprocess.check_stuff_as_one_segment(True) is True
+  try:
+    postprocess.check_stuff_as_one_segment('yes')
+  except ValueError as e:
+    assert 'stuff_as_one_segment' in str(e)
+  else:
+    raise AssertionError('a string was accepted')

@@ -22,7 +22,8 @@ def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
   with open(os.path.join(output_dir, quickstart.SUMMARY_NAME)) as f:
     written = json.load(f)
   assert written == json.loads(json.dumps(summary))
-  for key in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq'):
+  for key in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq', 'miou_things',
+              'miou_stuff', 'merged', 'split'):
     assert 0.0 <= written['val'][key] <= 1.0
   assert written['train_steps'] == 4
   for stage in ('data', 'train', 'eval', 'pictures', 'total'):
@@ -88,3 +89,39 @@ def test_schedule_measures_the_speed_in_a_scratch_folder(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ['data']
   assert gin.query_parameter('run_experiment.train_steps') == 7
   assert gin.query_parameter('run_experiment.steps_per_loop') == 2
+
+
+def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
+  gin.clear_config()
+  try:
+    config.import_configurables()
+    config.parse_gin(['experiments/quickstart_smoke.gin'], [], finalize=False)
+    settings = quickstart.quickstart_settings()
+    assert settings['replan_budget'] is True
+    # Training ends overhead_minutes (1.5 in quickstart.gin) before the
+    # budget; the smoke file's min_steps (4) holds.
+    now = [1000.0]
+    budget = quickstart.make_time_budget(15.0, 1000.0, 120.0,
+                                         clock=lambda: now[0])
+    assert budget.deadline == 1000.0 + 13.5 * 60
+    assert budget.min_steps == 4
+    assert budget.plan(0) == 13.5 * 60 * 2
+    now[0] = 1100.0  # 100 steps in 100 s: 1 step/s for the 710 s left.
+    assert budget.plan(100) == 100 + 710
+    stages = quickstart._Stages()  # pylint: disable=protected-access
+    start = time.time()
+    schedule, time_budget = quickstart.plan_training(
+        str(tmp_path / 'model'), None, 15.0, start, None, settings, stages)
+    assert time_budget is not None and schedule['replan']
+    assert 0 < gin.query_parameter('run_experiment.train_steps') <= 13.5 * 120
+    assert 'calibrate' not in stages.seconds  # Nothing trained to plan.
+    # Explicit steps win over the budget.
+    schedule, time_budget = quickstart.plan_training(
+        str(tmp_path / 'model'), None, 15.0, start, 7, settings, stages)
+    assert time_budget is None and schedule == {'train_steps': 7}
+    assert gin.query_parameter('run_experiment.train_steps') == 7
+    gin.bind_parameter('quickstart_settings.replan_budget', 'yes')
+    with pytest.raises(ValueError, match='replan_budget'):
+      quickstart.quickstart_settings()
+  finally:
+    gin.clear_config()

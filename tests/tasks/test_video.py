@@ -114,3 +114,23 @@ def test_kitti_step_tiny_train_and_stq_eval(tmp_path):
   np.testing.assert_allclose(metrics['STQ'], np.sqrt(metrics['AQ'] * metrics['SQ']),
                              atol=1e-6)
   assert len(os.listdir(tmp_path / 'run' / 'eval' / 'step_4' / '0000')) == 5
+
+
+def test_streaming_segmenter_uses_the_readout():
+  from tests.tasks.test_evaluator import _SplitDecoder  # pylint: disable=g-import-not-at-top
+
+  class VideoSplitDecoder(_SplitDecoder):
+    num_past_frames = 2
+
+    def past_bits_from_label_maps(self, past_label_maps):
+      return tf.zeros(tf.concat([tf.shape(past_label_maps)[:1],
+                                 tf.shape(past_label_maps)[2:4], [8]], 0))
+
+  ids = {}
+  for readout in ('threshold', 'argmax'):
+    segmenter = video.StreamingSegmenter(
+        VideoSplitDecoder(), (4, 4), first_frame_steps=2, later_frame_steps=1,
+        min_pixels=0, jit_compile=False, readout=readout)
+    frame = np.zeros((4, 4, 3), np.float32)
+    ids[readout] = [set(np.unique(segmenter(frame)[..., 1])) for _ in range(2)]
+  assert ids == {'threshold': [{3}, {3}], 'argmax': [{1}, {1}]}

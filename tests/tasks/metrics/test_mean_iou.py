@@ -51,3 +51,14 @@ def test_errors():
     miou.update(np.array([[1, 2]]), np.array([[1, 1, 1]]))
   with pytest.raises(ValueError, match='also a class id'):
     mean_iou.MeanIoU([0, 1], void_id=0)
+
+
+def test_mean_over_a_subset_of_classes():
+  miou = mean_iou.MeanIoU([1, 2, 3])
+  # Class 1: IoU 1/2; class 2: 1/1; class 3 absent everywhere.
+  miou.update(np.array([[1, 1, 2]]), np.array([[1, 0, 2]]))
+  assert miou.mean_over([1, 2]) == {'mIoU': 0.75, 'n': 2}
+  assert miou.mean_over([1, 3]) == {'mIoU': 0.5, 'n': 1}
+  assert miou.mean_over([3]) == {'mIoU': 0.0, 'n': 0}
+  with pytest.raises(ValueError, match='7'):
+    miou.mean_over([7])
