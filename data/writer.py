@@ -206,7 +206,7 @@ def write_sharded(output_prefix: str, items: Sequence,
       'skipped': skipped,
   }
   summary.update(sorted(stats.items()))
-  logging.info('%s', format_summary(summary))
+  logging.vlog(1, '%s', format_summary(summary))  # the programs print it
   return summary
 
 

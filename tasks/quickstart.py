@@ -118,13 +118,15 @@ def make_records(data_dir: str, settings: dict, num_workers: int = 1) -> bool:
       num_workers=num_workers)
   for split in ('train', 'val'):
     logging.info('data: converting %s to TFRecords', split)
-    coco_panoptic.convert(
+    written = coco_panoptic.convert(
         os.path.join(data_dir, 'annotations', f'panoptic_{split}.json'),
         os.path.join(data_dir, 'panoptic', split),
         os.path.join(data_dir, 'images', split),
         os.path.join(data_dir, 'tfrecords', split),
         num_shards=settings['num_shards'], num_workers=num_workers,
         progress=True)
+    logging.info('data: %s: %d records, %d segments', split,
+                 written['examples_written'], written.get('segments', 0))
   source_files.write_json_atomic(settings_path, settings)
   return True
 
