@@ -19,12 +19,10 @@ with --video; without --gin_file, the experiment is
 experiments/quickstart.gin, or experiments/quickstart_video.gin with --video.
 """
 
-import os
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from tasks import quickstart
 from tasks import quickstart_video
@@ -62,33 +60,7 @@ def main(argv):
       gin_files=FLAGS.gin_file or [gin_file],
       gin_bindings=FLAGS.gin_bindings, minutes=FLAGS.minutes,
       train_steps=FLAGS.train_steps, argv=list(sys.argv))
-  print(format_summary(summary, FLAGS.output_dir or output_dir))
-
-
-def format_summary(summary: dict, output_dir: str) -> str:
-  """The closing lines: the numbers, and where the pictures and export are."""
-  seconds = summary.get('seconds', {})
-  stages = ', '.join(f'{k} {v:.0f} s' for k, v in seconds.items() if k != 'total')
-  lines = [f'quickstart done: {summary.get("train_steps")} training steps, '
-           f'{seconds.get("total", 0):.0f} s in all ({stages})']
-  numbers = [f'{k} {v:.3f}' for k, v in summary.get('val', {}).items()
-             if isinstance(v, float)]
-  if numbers:
-    lines.append('  held-out: ' + ', '.join(numbers))
-  pictures = summary.get('pictures') or {}
-  folders = sorted({os.path.dirname(p) for p in pictures.get('overlays', [])} |
-                   {os.path.dirname(p) for p in pictures.get('gifs', {}).values()})
-  if pictures.get('trajectory'):
-    folders.append(pictures['trajectory'])
-  if folders:
-    lines.append('  pictures: ' + ', '.join(folders))
-  export = summary.get('export') or {}
-  if export.get('status') == 'ok':
-    lines.append(f'  export:   {export["export_dir"]}')
-  elif export.get('status') == 'failed':
-    lines.append(f'  export:   failed ({export.get("error")})')
-  lines.append(f'  summary:  {os.path.join(output_dir, "summary.json")}')
-  return '\n'.join(lines)
+  print(quickstart.format_summary(summary, FLAGS.output_dir or output_dir))
 
 
 if __name__ == '__main__':
