@@ -189,7 +189,7 @@ def write_sharded(output_prefix: str, items: Sequence,
         if not done and tf.io.gfile.exists(tmp):
           tf.io.gfile.remove(tmp)
       _remove_stale_temporaries(path)
-      logging.info('Wrote %s', path)
+      logging.vlog(1, 'Wrote %s', path)
   finally:
     bar.close()
     if pool is not None:
@@ -206,7 +206,7 @@ def write_sharded(output_prefix: str, items: Sequence,
       'skipped': skipped,
   }
   summary.update(sorted(stats.items()))
-  logging.info('%s', format_summary(summary))
+  logging.vlog(1, '%s', format_summary(summary))  # the programs print it
   return summary
 
 

@@ -40,6 +40,23 @@ def _add_search_path():
     _SEARCH_PATH_ADDED = True
 
 
+def _drop_package_resource_reader():
+  """Stops gin from looking up relative includes as Python package resources.
+
+  gin tries every include against each search-path prefix, the empty one
+  first, with each file reader. Its package-resource reader
+  (`gin.resource_reader`) takes `model/pix2seq_d_tiny.gin` for a file of a
+  Python package `model`, and logs `Path not found` at ERROR level for every
+  include it cannot import, though the next prefix, `gin/`, then finds the
+  file. The project never names gin files as package resources.
+  """
+  # pylint: disable=protected-access
+  gin.config._FILE_READERS[:] = [
+      (reader, exists) for reader, exists in gin.config._FILE_READERS
+      if reader is not gin.resource_reader.system_path_reader]
+  # pylint: enable=protected-access
+
+
 def _register_gfile_reader():
   """Lets gin open `gs://` files (and any other `tf.io.gfile` scheme)."""
   global _READER_REGISTERED
@@ -75,6 +92,7 @@ def parse_gin(gin_files: Optional[Iterable[str]] = (),
     gin_bindings: strings such as `"train.num_steps = 10"`.
     finalize: lock the config after parsing (programs); tests pass False.
   """
+  _drop_package_resource_reader()
   _register_gfile_reader()
   _add_search_path()
   files = [resolve_gin_file(f) for f in (gin_files or ())]

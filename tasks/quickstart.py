@@ -123,13 +123,15 @@ def make_records(data_dir: str, settings: dict, num_workers: int = 1) -> bool:
       num_workers=num_workers)
   for split in ('train', 'val'):
     logging.info('data: converting %s to TFRecords', split)
-    coco_panoptic.convert(
+    written = coco_panoptic.convert(
         os.path.join(data_dir, 'annotations', f'panoptic_{split}.json'),
         os.path.join(data_dir, 'panoptic', split),
         os.path.join(data_dir, 'images', split),
         os.path.join(data_dir, 'tfrecords', split),
         num_shards=settings['num_shards'], num_workers=num_workers,
         progress=True)
+    logging.info('data: %s: %d records, %d segments', split,
+                 written['examples_written'], written.get('segments', 0))
   source_files.write_json_atomic(settings_path, settings)
   return True
 
@@ -569,3 +571,39 @@ def run_quickstart(output_dir: str,
                trained['global_step'], summary['seconds']['total'],
                os.path.join(output_dir, SUMMARY_NAME))
   return summary
+
+
+def format_summary(summary: dict, output_dir: str) -> str:
+  """The closing lines of `python -m tools.quickstart` (image or video).
+
+  Args:
+    summary: `run_quickstart()` or `run_video_quickstart()`'s summary.
+    output_dir: where `summary.json` was written.
+
+  Returns:
+    The train steps and seconds per stage, the held-out numbers, and where
+    the pictures, the export and `summary.json` are.
+  """
+  seconds = summary.get('seconds', {})
+  stages = ', '.join(f'{k} {v:.0f} s' for k, v in seconds.items() if k != 'total')
+  lines = [f'quickstart done: {summary.get("train_steps")} training steps, '
+           f'{seconds.get("total", 0):.0f} s in all ({stages})']
+  numbers = [f'{k} {v:.3f}' for k, v in summary.get('val', {}).items()
+             if isinstance(v, float)]
+  if numbers:
+    lines.append('  held-out: ' + ', '.join(numbers))
+  pictures = summary.get('pictures') or {}
+  folders = sorted({os.path.dirname(p) for p in pictures.get('overlays', [])} |
+                   {os.path.dirname(p) for p in pictures.get('gifs', {}).values()})
+  if pictures.get('trajectory'):
+    folders.append(pictures['trajectory'])
+  if folders:
+    lines.append('  pictures: ' + ', '.join(folders))
+  export = summary.get('export') or {}
+  if export.get('status') == 'ok':
+    lines.append(f'  export:   {export["export_dir"]}')
+  elif export.get('status') == 'failed':
+    lines.append(f'  export:   failed ({export.get("error")})')
+  lines.append(f'  summary:  {os.path.join(output_dir, "summary.json")}')
+  return '\n'.join(lines)
+

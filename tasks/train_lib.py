@@ -36,6 +36,38 @@ INIT_PARTS = ('model_and_ema', 'model', 'encoder', 'decoder',
               'encoder_and_decoder')
 
 
+def _orbit_log(message: str) -> None:
+  """orbit's Controller line, logged once (at INFO).
+
+  `orbit.controller._log` logs every line *and* prints it; with the trainer's
+  own progress line each training loop came out three times. Replaced here,
+  orbit's lines are logged once (shown with `--verbosity=1`, tools/console.py).
+  """
+  logging.info('%s', message)
+
+
+# pylint: disable=protected-access
+orbit.controller._log = _orbit_log
+# pylint: enable=protected-access
+logging.ABSLLogger.register_frame_to_skip(__file__, _orbit_log.__name__)
+
+
+class EvalCheckpoint(tf.train.Checkpoint):
+  """The evaluation modes' view of a training checkpoint.
+
+  A training checkpoint also holds the input iterator's position
+  (`train_iterator`), which an evaluation has no iterator to restore into:
+  that value is expected to stay unused (TensorFlow warned about it when the
+  restore was garbage-collected). Everything the evaluation does have (model,
+  EMA, optimizer, step) must be in the checkpoint.
+  """
+
+  def restore(self, save_path, options=None):
+    status = super().restore(save_path, options=options)
+    status.assert_existing_objects_matched()
+    return status.expect_partial()
+
+
 def _dataset_fn(scope: str, global_batch_size: int, is_training: bool,
                 seed: Optional[int] = None):
   """A `dataset_fn(input_context)` building the gin-scoped `build_dataset`."""
@@ -214,7 +246,7 @@ def run_experiment(model_dir: str,
     items = dict(model=model, optimizer=optimizer, global_step=global_step)
     if ema is not None:
       items['ema'] = ema
-    checkpoint = tf.train.Checkpoint(**items)
+    checkpoint = EvalCheckpoint(**items)
 
   evaluator = None
   if mode != 'train':

@@ -7,7 +7,12 @@ r"""DAVIS 2017 unsupervised J&F of indexed-PNG predictions (REFERENCE §8).
 `<dir>/<sequence>/<frame>.png`, indexed PNGs (0 background, 1..N; 255 void in
 the ground truth), at most 20 proposal ids per sequence. The paper reports
 J&F 68.4 on DAVIS 2017 val (REFERENCE §6). Semantics: `tasks.metrics.davis`
-(davis2017-evaluation, unsupervised task).
+(davis2017-evaluation, unsupervised task): void (255) pixels of the ground truth
+are left out of J and F, as the package's void masks leave them out.
+
+Prints the global table and the per-object table; its rows are named as the
+package's per-sequence table (`<sequence>_<k>`, k the rank of the matched pair
+in proposal order), with columns for the ground-truth object and the proposal.
 """
 
 from absl import app
@@ -30,6 +35,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   results = davis.evaluate_davis_dirs(_GT_DIR.value, _PRED_DIR.value,
                                       max_proposals=_MAX_PROPOSALS.value)
+  print(davis.format_per_object(results))
   print(davis.format_results(results))
   if _OUTPUT_JSON.value:
     files.write_json(_OUTPUT_JSON.value, results)

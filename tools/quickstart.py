@@ -19,12 +19,10 @@ with --video; without --gin_file, the experiment is
 experiments/quickstart.gin, or experiments/quickstart_video.gin with --video.
 """
 
-import json
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from tasks import quickstart
 from tasks import quickstart_video
@@ -51,7 +49,6 @@ flags.DEFINE_multi_string('gin_bindings', [], 'Extra gin bindings.')
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   if FLAGS.video:
     run, output_dir, gin_file = (quickstart_video.run_video_quickstart,
                                  DEFAULT_VIDEO_OUTPUT_DIR, DEFAULT_VIDEO_GIN_FILE)
@@ -63,8 +60,7 @@ def main(argv):
       gin_files=FLAGS.gin_file or [gin_file],
       gin_bindings=FLAGS.gin_bindings, minutes=FLAGS.minutes,
       train_steps=FLAGS.train_steps, argv=list(sys.argv))
-  print(json.dumps({k: summary[k] for k in ('val', 'train_steps', 'seconds')},
-                   indent=1))
+  print(quickstart.format_summary(summary, FLAGS.output_dir or output_dir))
 
 
 if __name__ == '__main__':

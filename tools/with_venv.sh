@@ -26,5 +26,5 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 cd "$repo"
 export PATH="$venv/bin:$PATH"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# TF_CPP_MIN_LOG_LEVEL: the programs set it by --verbosity (tools/console.py).
 exec "$@"

@@ -5,10 +5,18 @@ Reproduces davis2017-evaluation (davisvideochallenge/davis2017-evaluation,
 `evaluation_method.py`) for `task='unsupervised'`:
 
 - Ground-truth objects of a sequence are ids 1..N, N = the largest id in its
-  first ground-truth frame (`DAVIS.get_all_masks`: `np.max(masks[0, ...])`).
-  When masks are read, void (255) is set to 0 (`DAVIS._get_all_elements`), so
-  void pixels count as background; the evaluation's `void_masks`, taken from the
-  boolean masks afterwards, are always empty. We reproduce that.
+  first ground-truth frame once void is set to 0 (`DAVIS.get_all_masks`:
+  `np.max(masks[0, ...])`); ids above N are background.
+- Void (255 in the ground truth) is left out of every score, as the package
+  does: `DAVIS.get_all_masks` takes `masks_void = masks == 255` *before* it
+  sets the 255s to 0, and the evaluation passes these void masks to
+  `db_eval_iou` (void pixels leave the intersection and the union) and to
+  `db_eval_boundary` / `f_measure` (`foreground_mask * ~void` and
+  `gt_mask * ~void` before the boundaries are taken). Setting both the ground
+  truth and the prediction to background on void pixels gives exactly these
+  numbers: the ground truth is never foreground there, so the intersection is
+  unchanged, and the prediction no longer adds void pixels to the union or to
+  its boundary.
 - Proposals are ids 1..P, P = the largest predicted id over all frames of the
   sequence (`Results.read_masks`); the package refuses P > 20 (it exits with
   an error), and so do we (`ValueError`), rather than dropping proposals.
@@ -37,6 +45,10 @@ Reproduces davis2017-evaluation (davisvideochallenge/davis2017-evaluation,
   (`all_gt_masks[:, 1:-1]`); the unsupervised one keeps every frame.
 - Reported (`evaluation_method.py`): J-Mean, J-Recall, J-Decay (and F-) are
   averages over all objects of all sequences; J&F-Mean = (J-Mean + F-Mean) / 2.
+- Per-object rows are named as the package's per-sequence table names them:
+  `<sequence>_<k>`, k = 1..N the rank of the matched pair in proposal order
+  (`linear_sum_assignment`'s row order), which is *not* the ground-truth
+  object id; each row also carries its `object` and `proposal` ids.
 
 Frames must be given in order (the package sorts frame file names).
 """
@@ -129,8 +141,9 @@ def frame_scores(gt_labels: np.ndarray, pred_labels: np.ndarray,
   """J and F of every (proposal, object) pair in one frame.
 
   Args:
-    gt_labels: int `[H, W]`: 0 background, 1..N objects; void (255) and ids
-      above `num_objects` count as background (see the module docstring).
+    gt_labels: int `[H, W]`: 0 background, 1..N objects, 255 void (left out
+      of J and F, see the module docstring); ids above `num_objects` count as
+      background.
     pred_labels: int `[H, W]` proposal ids in [0, num_proposals].
     num_objects: N.
     num_proposals: the number of proposal rows (ids 1..num_proposals; absent
@@ -141,10 +154,14 @@ def frame_scores(gt_labels: np.ndarray, pred_labels: np.ndarray,
     `(j, f)`, float64 `[num_proposals, num_objects]` each.
   """
   gt = np.asarray(gt_labels).astype(np.int64)
-  gt = np.where((gt == VOID_LABEL) | (gt > num_objects), 0, gt)
   pred = np.asarray(pred_labels).astype(np.int64)
   if pred.size and (pred.min() < 0 or pred.max() > num_proposals):
     raise ValueError(f'proposal ids must lie in [0, {num_proposals}].')
+  # davis2017-evaluation's void rule: void pixels leave the intersection, the
+  # union and both boundaries; as background in both maps they do exactly that.
+  void = gt == VOID_LABEL
+  gt = np.where(void | (gt > num_objects), 0, gt)
+  pred = np.where(void, 0, pred)
   if gt.size >= 2 ** 24:
     raise ValueError(f'frames of {gt.shape} exceed the exact float32 pixel counts.')
 
@@ -304,8 +321,10 @@ class DavisJF:
     Returns:
       `{'J&F-Mean', 'J-Mean', 'J-Recall', 'J-Decay', 'F-Mean', 'F-Recall',
         'F-Decay'}` (floats; NaN when no object was seen), `num_objects`,
-      `num_sequences`, and `per_object`: `{'<sequence>_<object id>':
-      {'J-Mean', 'F-Mean', 'proposal'}}`.
+      `num_sequences`, and `per_object`: `{'<sequence>_<k>': {'J-Mean',
+      'F-Mean', 'object', 'proposal'}}`, k = 1..N the rank of the matched pair
+      in proposal order as in the package's per-sequence table (not the
+      object id: that is `object`).
     """
     stats = {'J': [], 'F': []}
     per_object = {}
@@ -321,9 +340,9 @@ class DavisJF:
         f_stats = db_statistics(f_matched[k])
         stats['J'].append(j_stats)
         stats['F'].append(f_stats)
-        per_object[f'{sequence_id}_{obj[k] + 1}'] = {
+        per_object[f'{sequence_id}_{k + 1}'] = {
             'J-Mean': j_stats[0], 'F-Mean': f_stats[0],
-            'proposal': int(proposal[k]) + 1}
+            'object': int(obj[k]) + 1, 'proposal': int(proposal[k]) + 1}
     results = {}
     for measure in ('J', 'F'):
       table = np.array(stats[measure]).reshape(-1, 3)
@@ -344,6 +363,21 @@ def format_results(results: Dict[str, Any]) -> str:
   values = ''.join(f'{results[k]:10.3f}' for k in KEYS)
   return f'{header}\n{values}\n({results["num_objects"]} objects in ' \
          f'{results["num_sequences"]} sequences)'
+
+
+def format_per_object(results: Dict[str, Any]) -> str:
+  """The per-object table, rows named as the package's per-sequence table.
+
+  `<sequence>_<k>` is the k-th matched pair in proposal order (the package's
+  naming); the `object` and `proposal` columns say which ground-truth object
+  and which predicted id it pairs.
+  """
+  lines = [f'{"Sequence":<24s}{"J-Mean":>10s}{"F-Mean":>10s}'
+           f'{"object":>8s}{"proposal":>10s}']
+  for name, row in results['per_object'].items():
+    lines.append(f'{name:<24s}{row["J-Mean"]:10.3f}{row["F-Mean"]:10.3f}'
+                 f'{row["object"]:8d}{row["proposal"]:10d}')
+  return '\n'.join(lines)
 
 
 def _read_index_png(path: str) -> np.ndarray:

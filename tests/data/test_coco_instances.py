@@ -186,3 +186,76 @@ def test_image_size_differing_from_the_json_is_bad(tmp_path):
                      r'from the size in the annotations JSON \(8, 6\)'):
     coco_instances.convert(instances_json, str(tmp_path),
                            str(tmp_path / 'x' / 'P'), num_shards=1)
+
+
+def _expected_owner(coco, annotations, size):
+  """pycocotools' `annToMask` of every annotation, painted largest first.
+
+  Returns `(owner, areas)`: owner `[H, W]` = 1 + position in `annotations` of
+  the annotation on top (the smaller one; equal areas: the later in the JSON),
+  0 where none.
+  """
+  masks = [coco.annToMask(a).astype(bool) for a in annotations]
+  areas = [int(m.sum()) for m in masks]
+  owner = np.zeros(size, np.int64)
+  for position in sorted(range(len(masks)), key=lambda i: (-areas[i], i)):
+    owner[masks[position]] = position + 1
+  return owner, areas
+
+
+@pytest.mark.parametrize('split', ['train2017', 'val2017'])
+def test_real_coco_photos_match_pycocotools(fixtures_dir, tmp_path, split):
+  """100 real COCO photos: polygons, multi-part polygons and crowd RLEs.
+
+  Each record's masks are pycocotools' `annToMask` of its annotations with the
+  smaller objects on top; crowd annotations are crowd segments; class ids map
+  back to COCO's category ids through `P.categories.json`; image sizes and
+  bytes are kept.
+  """
+  from pycocotools import coco as coco_api  # pylint: disable=g-import-not-at-top
+  root = os.path.join(fixtures_dir, 'coco_instances_real')
+  annotations_json = os.path.join(root, 'annotations', f'instances_{split}.json')
+  with open(annotations_json) as f:
+    payload = json.load(f)
+  coco = coco_api.COCO(annotations_json)
+  prefix = str(tmp_path / 'records' / split)
+  summary = coco_instances.convert(annotations_json, os.path.join(root, split),
+                                   prefix, num_shards=2)
+  assert summary['examples_written'] == len(payload['images']) == 50
+  table = records.read_categories(summary['categories_json'])
+  category_of_class = {row['class_id']: row['id'] for row in table}
+  assert len(table) == 80 and sorted(category_of_class) == list(range(1, 81))
+  assert sorted(category_of_class.values()) == sorted(
+      c['id'] for c in payload['categories'])  # COCO's ids, 1..90 with gaps
+  examples = {int(e[records.IMAGE_SOURCE_ID]): e
+              for e in record_reading.read_image_records(prefix)}
+  assert sorted(examples) == sorted(image['id'] for image in payload['images'])
+  crowd_seen = 0
+  for image in payload['images']:
+    example = examples[image['id']]
+    size = (image['height'], image['width'])
+    assert (example[records.IMAGE_HEIGHT], example[records.IMAGE_WIDTH]) == size
+    assert example[records.IMAGE_FILENAME] == image['file_name'].encode()
+    with open(os.path.join(root, split, image['file_name']), 'rb') as f:
+      assert example[records.IMAGE_ENCODED] == f.read()  # the JPEG, untouched
+    annotations = coco.loadAnns(coco.getAnnIds(imgIds=image['id'], iscrowd=None))
+    owner, _ = _expected_owner(coco, annotations, size)
+    visible = sorted(set(np.unique(owner).tolist()) - {0})
+    instance_mask = example[records.INSTANCE_MASK]
+    category_mask = example[records.CATEGORY_MASK]
+    assert instance_mask.shape == category_mask.shape == size
+    assert example[records.SEGMENT_IDS] == [
+        annotations[p - 1]['id'] for p in visible]
+    for index, position in enumerate(visible, start=1):
+      annotation = annotations[position - 1]
+      pixels = owner == position
+      np.testing.assert_array_equal(instance_mask == index, pixels,
+                                    err_msg=f'annotation {annotation["id"]}')
+      class_id = example[records.SEGMENT_CLASS_IDS][index - 1]
+      assert category_of_class[class_id] == annotation['category_id']
+      assert (category_mask[pixels] == class_id).all()
+      assert example[records.SEGMENT_IS_CROWD][index - 1] == annotation['iscrowd']
+      crowd_seen += annotation['iscrowd']
+    assert (instance_mask[owner == 0] == 0).all()
+    assert (category_mask[owner == 0] == 0).all()
+  assert crowd_seen == 5  # every crowd region of the split keeps some pixels

@@ -125,3 +125,27 @@ def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
       quickstart.quickstart_settings()
   finally:
     gin.clear_config()
+
+
+def test_format_summary_names_the_numbers_pictures_and_export():
+  summary = {
+      'val': {'pq': 0.1554, 'pq_things': 0.05, 'miou': 0.3},
+      'train_steps': 1649,
+      'seconds': {'data': 21.0, 'train': 671.2, 'total': 780.4},
+      'pictures': {'overlays': ['/o/overlays/1.png', '/o/overlays/2.png'],
+                   'trajectory': '/o/trajectory.png'},
+      'export': {'status': 'ok', 'export_dir': '/o/export'}}
+  assert quickstart.format_summary(summary, '/o') == (
+      'quickstart done: 1649 training steps, 780 s in all (data 21 s, '
+      'train 671 s)\n'
+      '  held-out: pq 0.155, pq_things 0.050, miou 0.300\n'
+      '  pictures: /o/overlays, /o/trajectory.png\n'
+      '  export:   /o/export\n'
+      '  summary:  /o/summary.json')
+  video = {'val': {'j_and_f': 0.2, 'frames': 200}, 'train_steps': 3,
+           'seconds': {'total': 5.0},
+           'pictures': {'strips': {}, 'gifs': {'v': '/o/pictures/v.gif'}},
+           'export': {'status': 'failed', 'error': 'OSError: disk full'}}
+  assert quickstart.format_summary(video, '/o').splitlines()[1:4] == [
+      '  held-out: j_and_f 0.200', '  pictures: /o/pictures',
+      '  export:   failed (OSError: disk full)']

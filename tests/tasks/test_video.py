@@ -10,12 +10,15 @@ import tensorflow as tf
 
 from data import davis
 from data import kitti_step
+from data import records
 from data import synthetic
 from models import pix2seq_d
 from tasks import config
 from tasks import distribute
 from tasks import train_lib
 from tasks import video
+from tasks import video_evaluator
+from tasks.metrics import davis as davis_metric
 from tests.data import test_kitti_step
 
 
@@ -134,3 +137,25 @@ def test_streaming_segmenter_uses_the_readout():
     frame = np.zeros((4, 4, 3), np.float32)
     ids[readout] = [set(np.unique(segmenter(frame)[..., 1])) for _ in range(2)]
   assert ids == {'threshold': [{3}, {3}], 'argmax': [{1}, {1}]}
+
+
+def test_davis_streaming_score_leaves_void_out():
+  """The video evaluator's ground truth keeps void as 255, which J&F leaves out."""
+  # pylint: disable=protected-access
+  evaluator = video_evaluator.VideoEvaluator.__new__(video_evaluator.VideoEvaluator)
+  evaluator.metric = 'davis'
+  evaluator.thing_classes = {1}
+  evaluator.write_predictions = False
+  gt = np.zeros((8, 8, 2), np.int64)
+  gt[..., 0] = 2  # stuff
+  gt[1:4, 1:4] = (1, 2)  # thing 1 (stored instance index + 1)
+  gt[5:8, 5:8, 0] = records.VOID_CLASS_ID
+  pred = np.zeros((8, 8, 2), np.int64)
+  pred[1:4, 1:4] = (1, 7)
+  pred[5:8, 5:8] = (1, 7)  # the same instance spills over the void region
+  accumulator = davis_metric.DavisJF()
+  evaluator._score_frame(accumulator, 'v', '00000', gt, pred, {}, None)
+  np.testing.assert_array_equal(evaluator._davis_ground_truth(gt)[5:8, 5:8], 255)
+  result = accumulator.result()
+  assert result['num_objects'] == 1
+  assert result['J-Mean'] == 1.0 and result['F-Mean'] == 1.0

@@ -143,8 +143,12 @@ def test_more_proposals_than_objects_and_unmatched_proposal():
     assert result[key] == 1.0, key
   assert result['J-Decay'] == 0.0 and result['F-Decay'] == 0.0
   assert result['num_objects'] == 2
-  assert result['per_object']['seq_1']['proposal'] == 2
-  assert result['per_object']['seq_2']['proposal'] == 1
+  # Rows are named as davis2017-evaluation's per-sequence table: by rank in
+  # proposal order, not by object id.
+  assert result['per_object']['seq_1'] == {'J-Mean': 1.0, 'F-Mean': 1.0,
+                                           'object': 2, 'proposal': 1}
+  assert result['per_object']['seq_2'] == {'J-Mean': 1.0, 'F-Mean': 1.0,
+                                           'object': 1, 'proposal': 2}
 
 
 def test_object_without_proposal_scores_like_an_empty_mask():
@@ -166,7 +170,7 @@ def test_object_without_proposal_scores_like_an_empty_mask():
   assert result['J&F-Mean'] == pytest.approx(0.625)
 
 
-def test_void_counts_as_background_and_objects_come_from_frame_0():
+def test_void_is_left_out_and_objects_come_from_frame_0():
   gt = np.zeros((6, 6), np.int64)
   gt[0:2, 0:2] = 1
   gt[4:6, 4:6] = 255
@@ -178,7 +182,53 @@ def test_void_counts_as_background_and_objects_come_from_frame_0():
   metric.update('seq', later, pred)
   result = metric.result()
   assert result['num_objects'] == 1
-  assert result['J-Mean'] == pytest.approx(0.5)
+  # The predicted void pixels are neither false positives nor boundary
+  # (davis2017-evaluation's void masks); void as background would give 0.5.
+  assert result['J-Mean'] == pytest.approx(1.0)
+  assert result['F-Mean'] == pytest.approx(1.0)
+
+
+def _reference_void_scores(gt, pred, void, radius):
+  """davis2017 db_eval_iou / f_measure with void pixels, written out."""
+  keep = ~void
+  union = np.sum((gt | pred) & keep)
+  j = np.sum(gt & pred & keep) / union if union else 1.0
+  return j, _reference_f(gt & keep, pred & keep, radius)
+
+
+def test_void_band_matches_the_packages_void_masks():
+  rng = np.random.default_rng(2)
+  shape = (60, 80)
+  gt = np.zeros(shape, np.int64)
+  pred = np.zeros(shape, np.int64)
+  for label in (1, 2):
+    for labels in (gt, pred):
+      top, left = rng.integers(0, 40), rng.integers(0, 50)
+      labels[top:top + rng.integers(8, 20), left:left + 25] = label
+  # A 2-pixel void band around every ground-truth edge, as in the fixture.
+  edges = ndimage.binary_dilation(davis.seg2bmap(gt > 0), iterations=2)
+  void = edges & (rng.random(shape) > 0.1)
+  gt_void = np.where(void, 255, gt)
+  j, f = davis.frame_scores(gt_void, pred, num_objects=2, num_proposals=2)
+  radius = davis.boundary_tolerance(shape)
+  for p in (1, 2):
+    for g in (1, 2):
+      expected_j, expected_f = _reference_void_scores(
+          gt_void == g, pred == p, void, radius)
+      assert j[p - 1, g - 1] == pytest.approx(expected_j), (p, g)
+      assert f[p - 1, g - 1] == pytest.approx(expected_f), (p, g)
+
+
+@pytest.mark.parametrize('case', ['reverse', 'void'])
+def test_real_davis_masks_match_the_official_evaluator(fixtures_dir, case):
+  """`../shared/fixtures/davis_real`: davis2017-evaluation's own numbers."""
+  root = os.path.join(fixtures_dir, 'davis_real', case)
+  official = files.read_json(os.path.join(root, 'official.json'))
+  result = davis.evaluate_davis_dirs(os.path.join(root, 'gt'),
+                                     os.path.join(root, 'pred'))
+  for key in davis.KEYS:
+    assert abs(result[key] - official[key]) < 1e-9, (key, result[key],
+                                                     official[key])
 
 
 def test_sequences_average_over_objects_and_merge():
