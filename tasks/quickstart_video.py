@@ -12,7 +12,7 @@ CPU, with nothing downloaded:
    experiment (gin/experiments/quickstart_video.gin: the video model, whose
    decoder also sees the masks of the past frames, paper §3.4). Unless
    given, the steps fill the time budget as in the image quickstart
-   (`quickstart.plan_training`: re-planned at every loop by default).
+   (`quickstart_schedule.plan_training`: re-planned at every loop by default).
 3. `eval`: `run_experiment(mode='eval')` with the streaming video evaluator
    (tasks/video_evaluator.py): every held-out video is segmented frame by
    frame, each frame conditioned on the model's own predictions for the past
@@ -50,6 +50,8 @@ from models import pix2seq_d
 from tasks import config
 from tasks import distribute
 from tasks import quickstart
+from tasks import quickstart_pictures
+from tasks import quickstart_schedule
 from tasks import train_lib
 from tasks import visualize
 from tasks import video_evaluator
@@ -261,7 +263,7 @@ def run_video_quickstart(output_dir: str,
     gin_files: the experiment (default gin/experiments/quickstart_video.gin).
     gin_bindings: extra bindings (they win over the files).
     minutes: the wall-clock budget of the whole call; the training steps are
-      sized to it (`quickstart.plan_training`).
+      sized to it (`quickstart_schedule.plan_training`).
     train_steps: explicit training steps (overrides `minutes`; tests).
     argv: the command line, recorded with the run.
 
@@ -287,7 +289,7 @@ def run_video_quickstart(output_dir: str,
     # A new run each time (the data, not the model, is reused).
     logging.info('removing the previous run in %s', model_dir)
     tf.io.gfile.rmtree(model_dir)
-  schedule, time_budget = quickstart.plan_training(
+  schedule, time_budget = quickstart_schedule.plan_training(
       model_dir, strategy, minutes, start, train_steps, settings, stages, argv)
   with stages('train'):
     trained = train_lib.run_experiment(model_dir, 'train', strategy, argv=argv,
@@ -309,7 +311,7 @@ def run_video_quickstart(output_dir: str,
     with stages('pictures'):
       pictures = write_video_pictures(data_dir, eval_dir, output_dir)
 
-  model, _ = quickstart.restore_for_inference(model_dir)
+  model, _ = quickstart_pictures.restore_for_inference(model_dir)
   summary = {
       'val': davis_summary(metrics),
       'train_steps': trained['global_step'],

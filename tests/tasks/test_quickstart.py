@@ -12,6 +12,7 @@ import pytest
 from tasks import config
 from tasks import distribute
 from tasks import quickstart
+from tasks import quickstart_schedule
 
 
 def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
@@ -59,11 +60,11 @@ def test_data_is_reused_when_settings_match(tmp_path):
 
 
 def test_train_steps_follow_the_budget():
-  assert quickstart.train_steps_for_minutes(
+  assert quickstart_schedule.train_steps_for_minutes(
       15, steps_per_minute=60, overhead_minutes=3, margin=1.0) == 720
-  assert quickstart.train_steps_for_minutes(
+  assert quickstart_schedule.train_steps_for_minutes(
       15, steps_per_minute=60, overhead_minutes=3, margin=0.5) == 360
-  assert quickstart.train_steps_for_minutes(
+  assert quickstart_schedule.train_steps_for_minutes(
       1, steps_per_minute=60, overhead_minutes=3, min_steps=10) == 10
 
 
@@ -80,10 +81,10 @@ def test_schedule_measures_the_speed_in_a_scratch_folder(tmp_path):
   model_dir = str(tmp_path / 'model')
   start = time.time()
   strategy = distribute.build_strategy('default')
-  schedule = quickstart.schedule_train_steps(model_dir, strategy, 30.0, start)
+  schedule = quickstart_schedule.schedule_train_steps(model_dir, strategy, 30.0, start)
   assert schedule['steps_per_minute'] > 0
   assert 0 < schedule['minutes_left'] < 30.0
-  assert schedule['train_steps'] == quickstart.train_steps_for_minutes(
+  assert schedule['train_steps'] == quickstart_schedule.train_steps_for_minutes(
       schedule['minutes_left'], schedule['steps_per_minute'])
   # The measurement leaves nothing behind and restores the experiment's bindings.
   assert sorted(os.listdir(tmp_path)) == ['data']
@@ -101,7 +102,7 @@ def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
     # Training ends overhead_minutes (1.5 in quickstart.gin) before the
     # budget; the smoke file's min_steps (4) holds.
     now = [1000.0]
-    budget = quickstart.make_time_budget(15.0, 1000.0, 120.0,
+    budget = quickstart_schedule.make_time_budget(15.0, 1000.0, 120.0,
                                          clock=lambda: now[0])
     assert budget.deadline == 1000.0 + 13.5 * 60
     assert budget.min_steps == 4
@@ -110,13 +111,13 @@ def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
     assert budget.plan(100) == 100 + 710
     stages = quickstart._Stages()  # pylint: disable=protected-access
     start = time.time()
-    schedule, time_budget = quickstart.plan_training(
+    schedule, time_budget = quickstart_schedule.plan_training(
         str(tmp_path / 'model'), None, 15.0, start, None, settings, stages)
     assert time_budget is not None and schedule['replan']
     assert 0 < gin.query_parameter('run_experiment.train_steps') <= 13.5 * 120
     assert 'calibrate' not in stages.seconds  # Nothing trained to plan.
     # Explicit steps win over the budget.
-    schedule, time_budget = quickstart.plan_training(
+    schedule, time_budget = quickstart_schedule.plan_training(
         str(tmp_path / 'model'), None, 15.0, start, 7, settings, stages)
     assert time_budget is None and schedule == {'train_steps': 7}
     assert gin.query_parameter('run_experiment.train_steps') == 7
