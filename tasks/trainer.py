@@ -74,8 +74,7 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     self._loss_sum = _first_replica_variable('loss_sum', tf.float32)
     self._grad_norm_sum = _first_replica_variable('grad_norm_sum', tf.float32)
     self._steps_in_loop = _first_replica_variable('steps_in_loop', tf.int64)
-    self._forward_backward = tf.function(self._forward_backward_fn,
-                                         jit_compile=jit_compile)
+    self._forward_backward = self._build_forward_backward(jit_compile)
     self._loop_start_time = None
     self._loop_start_step = None
     self.last_outputs = {}  # The last `train_loop_end` outputs.
@@ -90,6 +89,29 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     self.iterator_checkpointable = isinstance(
         self._train_iter, tf.__internal__.tracking.Trackable)
     optim.exclude_from_weight_decay(optimizer, model.trainable_variables)
+
+  def _build_forward_backward(self, jit_compile: bool):
+    """The forward/backward pass, XLA-compiled on its own when that works.
+
+    A nested `tf.function` inside `strategy.run` may not hold a cross-replica
+    synchronisation (TF raises "`merge_call` called while defining a new
+    graph"), and synchronized BatchNorm all-reduces its batch statistics in
+    the forward pass. So with synchronized BatchNorm on several replicas the
+    pass runs inline in the step's graph (not separately XLA-compiled; on TPU
+    the whole step is compiled anyway); likewise without `jit_compile`, where
+    the nesting buys nothing.
+    """
+    synchronized = any(getattr(layer, 'synchronized', False)
+                       for layer in self.model._flatten_layers())  # pylint: disable=protected-access
+    if jit_compile and synchronized and self.strategy.num_replicas_in_sync > 1:
+      logging.warning('Synchronized BatchNorm on %d replicas: the forward/'
+                      'backward pass is not XLA-compiled on its own (its '
+                      'all-reduce cannot sit in a nested function).',
+                      self.strategy.num_replicas_in_sync)
+      return self._forward_backward_fn
+    if not jit_compile:
+      return self._forward_backward_fn
+    return tf.function(self._forward_backward_fn, jit_compile=True)
 
   def reset_dataset(self, train_dataset) -> None:
     """Replaces the training data (a resumed distributed run reseeds it)."""

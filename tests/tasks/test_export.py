@@ -95,21 +95,29 @@ def reference(model, images, info, *, num_steps, td, seed, past=None,
     image_info = parsers.compute_image_info(tf.shape(image)[:2], image_size)
     prepared.append(parsers.pad_to_size(
         parsers.resize_and_crop_image(tf.constant(image), image_info,
-                                      image_size), image_size))
+                                      image_size, antialias=info['antialias']),
+        image_size, info['pad_value']))
     infos.append(image_info)
   outputs = sampler.sample(
       model, tf.stack(prepared), mask_size=tuple(info['mask_size']),
       num_steps=num_steps, td=td, seed=tf.constant(seed, tf.int32),
       past_label_maps=None if past is None else tf.constant(past, tf.int32),
-      trajectory_size=trajectory_size)
-  label_map = postprocess.majority_class_and_min_pixels(
-      outputs['label_map'], info['min_pixels'],
-      num_valid_classes=len(info['categories']))
+      trajectory_size=trajectory_size, readout=info['readout'])
+  # The export's post-processing settings (the experiment's: coco_stage1 has
+  # the authors' min_pixels at the original size and void votes).
+  stuff = (postprocess.stuff_class_ids(info['categories'])
+           if info['stuff_as_one_segment'] else ())
+  stage = lambda label_map, at: postprocess.postprocess_stage(
+      label_map, at, min_pixels=info['min_pixels'],
+      min_pixels_at=info['min_pixels_at'], void_votes=info['void_votes'],
+      num_valid_classes=len(info['categories']), stuff_class_ids=stuff)
+  label_map = stage(outputs['label_map'], 'mask')
+  originals = [stage(parsers.label_map_to_original(
+      label_map[i], infos[i], image_size)[tf.newaxis], 'original')[0].numpy()
+               for i in range(len(images))]
   result = {
       'label_map': label_map.numpy(),
-      'originals': [parsers.label_map_to_original(label_map[i], infos[i],
-                                                  image_size).numpy()
-                    for i in range(len(images))],
+      'originals': originals,
       'image_info': np.stack([i.numpy() for i in infos]),
   }
   if trajectory_size:

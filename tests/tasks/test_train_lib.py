@@ -86,10 +86,12 @@ def test_default_and_mirrored_two_cpus_give_the_same_loss(tmp_path, synthetic_re
   default = _train_subprocess(tmp_path / 'default', synthetic_records, bindings=same)
   assert default.returncode == 0, default.stderr[-3000:]
   mirrored = _train_subprocess(tmp_path / 'mirrored', synthetic_records,
-                               extra_flags=['--strategy=mirrored', '--cpu_devices=2'],
+                               extra_flags=['--strategy=mirrored', '--cpu_devices=2',
+                                            '--verbosity=1'],
                                bindings=same)
   assert mirrored.returncode == 0, mirrored.stderr[-3000:]
-  assert 'device:CPU:1' in mirrored.stderr  # Two replicas really ran.
+  # Two replicas really ran (TensorFlow's device lines need --verbosity=1).
+  assert 'device:CPU:1' in mirrored.stderr
   a, b = _loss_history(tmp_path / 'default'), _loss_history(tmp_path / 'mirrored')
   assert a.keys() == b.keys() == {2, 4}
   np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)],
