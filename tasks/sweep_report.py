@@ -44,6 +44,11 @@ def metric_keys(results: Sequence[dict]) -> list:
           sorted(common - set(METRIC_ORDER)))
 
 
+def literal(value) -> str:
+  """A base value as gin literal text, as the swept values are written."""
+  return repr(value) if isinstance(value, str) else str(value)
+
+
 def _label(setting) -> str:
   return ', '.join(f'{name}={text}' for name, text in setting) or 'base'
 
@@ -129,7 +134,7 @@ def plot_png(results: Sequence[dict], axes: Sequence[str], base_values: dict,
   figure, panels = plt.subplots(1, len(axes), figsize=(4.5 * len(axes), 3.6),
                                 squeeze=False)
   for panel, axis in zip(panels[0], axes):
-    base_text = str(base_values.get(axis))
+    base_text = literal(base_values.get(axis))
     series = axis_points(results, axis, base_text, combine, metric)
     texts = sorted({x for points in series.values() for x, _, _ in points},
                    key=lambda t: (_as_number(t) is None, _as_number(t) or 0, t))
@@ -176,7 +181,7 @@ def write_hparams(hparams_dir: str, results: Sequence[dict], axes: Sequence[str]
                       metrics=[hp.Metric(k) for k in keys])
   for result in results:
     bound = dict(map(tuple, result['train_setting'] + result['eval_setting']))
-    values = {n: _hparam_value(bound.get(n, str(base_values.get(n))))
+    values = {n: _hparam_value(bound.get(n, literal(base_values.get(n))))
               for n in axes}
     values['seed'] = result['seed']
     trial = result['run'] + ('__' + _label(result['eval_setting']).replace(
@@ -220,7 +225,7 @@ def write_report(output_dir: str, name: str, results: Sequence[dict],
       eval_axes=list(eval_axes), combine=combine,
       base_values={k: str(v) for k, v in base_values.items()},
       results=list(results)))
-  base = lambda names: ', '.join(f'{n}={base_values.get(n)}' for n in names)
+  base = lambda names: ', '.join(f'{n}={literal(base_values.get(n))}' for n in names)
   text = ((f'Command: `{command}`\n\n' if command else '') +
           'Each metric: mean ± half the range over the seeds.\n\n' +
           markdown_table(results, base(train_axes), base(eval_axes)))
