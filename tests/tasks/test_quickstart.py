@@ -31,7 +31,7 @@ def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
     assert written['seconds'][stage] >= 0.0
   assert written['parameters']['total_params'] > 100_000
   assert written['settings']['n_bits'] == [4, 4]
-  assert written['settings']['b_scale'] == pytest.approx(0.1)
+  assert written['settings']['b_scale'] == pytest.approx(0.2)  # quickstart.gin
   assert written['settings']['loss_p'] == pytest.approx(0.2)
   assert written['export']['status'] == 'skipped'  # disabled in the smoke config
   # One overlay per val image: image | ground truth | prediction, 4x magnified.

@@ -52,14 +52,14 @@ def _plan(train=(), evals=(), combine='grid', bindings=()):
 
 
 def test_plan_drops_base_values_so_the_base_run_is_shared():
-  plan = _plan(["B_SCALE=0.03,0.1", "LOSS_P=0,0.2", "build_model.loss_type='xent','l2'"],
+  plan = _plan(["B_SCALE=0.03,0.2", "LOSS_P=0,0.2", "build_model.loss_type='xent','l2'"],
                ['EVAL_STEPS=1,2'], combine='separate')
-  # B_SCALE=0.1, LOSS_P=0.2 and loss_type='xent' are the quickstart's own values.
+  # B_SCALE=0.2, LOSS_P=0.2 and loss_type='xent' are the quickstart's own values.
   assert plan.train_settings == [
       (), (('B_SCALE', '0.03'),), (('LOSS_P', '0'),),
       (('build_model.loss_type', "'l2'"),)]
   assert plan.eval_settings == [(), (('EVAL_STEPS', '1'),)]  # smoke: 2 steps
-  assert plan.base_values['B_SCALE'] == pytest.approx(0.1)
+  assert plan.base_values['B_SCALE'] == pytest.approx(0.2)
   assert [sweep.setting_name(s) for s in plan.train_settings] == [
       'base', 'B_SCALE=0.03', 'LOSS_P=0', 'loss_type=l2']
 
@@ -88,7 +88,7 @@ def test_tiny_sweep_trains_evaluates_reports_and_skips_finished_runs(tmp_path):
   base = quickstart.data_bindings(data_dir)
   sweep.configure(SMOKE, base, [])
   quickstart.make_records(data_dir, quickstart.quickstart_data(), 1)
-  train_axes = [sweep.parse_axis('B_SCALE=0.1,0.4')]
+  train_axes = [sweep.parse_axis('B_SCALE=0.2,0.4')]
   eval_axes = [sweep.parse_axis('EVAL_STEPS=1,2', '--eval_only_sweep')]
   plan = sweep.plan_sweep(SMOKE, base, train_axes, eval_axes)
   reports = []
@@ -130,7 +130,7 @@ def test_tiny_sweep_trains_evaluates_reports_and_skips_finished_runs(tmp_path):
     assert json.load(f)['results'] == json.loads(json.dumps(results))
   with open(paths['md']) as f:
     table = f.read()
-  assert '| base (B_SCALE=0.1) | base (EVAL_STEPS=2) | 1 |' in table
+  assert '| base (B_SCALE=0.2) | base (EVAL_STEPS=2) | 1 |' in table
   assert '| B_SCALE=0.4 | EVAL_STEPS=1 | 1 |' in table
   assert Image.open(paths['png']).size[0] > 400
   # HParams: the experiment config and one trial per evaluation.
