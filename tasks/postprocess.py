@@ -62,6 +62,25 @@ def stuff_class_ids(categories: Sequence[dict]) -> Tuple[int, ...]:
                       if not int(c['isthing'])))
 
 
+def _joint_histogram(rows: tf.Tensor, cols: tf.Tensor, num_rows: int,
+                     num_cols: int) -> tf.Tensor:
+  """Pixels per (image, row value, column value): one segment sum over combined keys.
+
+  Args:
+    rows, cols: int32 `[B, N]` values in `[0, num_rows)` / `[0, num_cols)`.
+
+  Returns:
+    float32 `[B, num_rows, num_cols]`.
+  """
+  batch = tf.shape(rows)[0]
+  offsets = tf.range(batch)[:, tf.newaxis]
+  keys = (offsets * num_rows + rows) * num_cols + cols
+  histogram = tf.math.unsorted_segment_sum(
+      tf.ones_like(keys, tf.float32), keys,
+      num_segments=batch * num_rows * num_cols)
+  return tf.reshape(histogram, [batch, num_rows, num_cols])
+
+
 def merge_stuff_segments(label_map: tf.Tensor, stuff_class_ids: Sequence[int],
                          num_ids: int = 256,
                          num_classes: int = 256) -> tf.Tensor:
@@ -91,13 +110,8 @@ def merge_stuff_segments(label_map: tf.Tensor, stuff_class_ids: Sequence[int],
   batch = tf.shape(ids)[0]
   flat_ids = tf.reshape(ids, [batch, -1])
   flat_classes = tf.reshape(classes, [batch, -1])
-  offsets = tf.range(batch)[:, tf.newaxis]
   # Pixels per (image, class, id), id 0 left out of the choice.
-  keys = (offsets * num_classes + flat_classes) * num_ids + flat_ids
-  histogram = tf.math.unsorted_segment_sum(
-      tf.ones_like(keys, tf.float32), keys,
-      num_segments=batch * num_classes * num_ids)
-  histogram = tf.reshape(histogram, [batch, num_classes, num_ids])
+  histogram = _joint_histogram(flat_classes, flat_ids, num_classes, num_ids)
   histogram = tf.where((tf.range(num_ids) > 0)[tf.newaxis, tf.newaxis],
                        histogram, -1.0)
   largest = tf.argmax(histogram, axis=-1, output_type=tf.int32)  # [B, classes]
@@ -173,13 +187,8 @@ def majority_class_and_min_pixels(label_map: tf.Tensor, min_pixels: int = 0,
   batch = tf.shape(ids)[0]
   flat_ids = tf.reshape(ids, [batch, -1])
   flat_classes = tf.reshape(classes, [batch, -1])
-  offsets = tf.range(batch)[:, tf.newaxis]
-  # Histogram of classes per (image, id): one segment sum over combined keys.
-  keys = (offsets * num_ids + flat_ids) * num_classes + flat_classes
-  histogram = tf.math.unsorted_segment_sum(
-      tf.ones_like(keys, tf.float32), keys,
-      num_segments=batch * num_ids * num_classes)
-  histogram = tf.reshape(histogram, [batch, num_ids, num_classes])
+  # Pixels of each class per (image, id).
+  histogram = _joint_histogram(flat_ids, flat_classes, num_ids, num_classes)
   sizes = tf.reduce_sum(histogram, axis=-1)  # [B, num_ids]
   # Prefer any real class over void (an all-void segment stays void), unless
   # void votes like a class.
