@@ -34,6 +34,7 @@ import keras
 import tensorflow as tf
 
 from models import layers as layers_lib
+from models import precision
 
 # conditioning name -> (concatenate the fused map at the input, cross-attend to tokens)
 CONDITIONING = {
@@ -373,6 +374,7 @@ def build_mask_decoder(n_bits: Sequence[int] = (8, 8),
   Returns:
     An unbuilt `TransUNet` (variables are created on the first call).
   """
+  precision.set_dtype_policy()  # Before any layer exists (models/precision.py).
   return TransUNet(
       n_bits=n_bits, base_dim=base_dim, channel_multipliers=channel_multipliers,
       blocks_per_level=blocks_per_level, kernel_size=kernel_size,

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import layers as layers_lib
+from models import precision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -441,6 +442,7 @@ def build_image_encoder(image_size: Sequence[int] = (256, 256),
     An unbuilt `ImageEncoder` (variables are created on the first call), or
     built and loaded when `resnet_weights` is given.
   """
+  precision.set_dtype_policy()  # Before any layer exists (models/precision.py).
   mask_stride = mask_stride_from_sizes(image_size, mask_size)
   backbone = ResNet(blocks_per_stage, base_width, block_type, stride_in_1x1,
                     sync_batch_norm, stem_pool_padding, name='backbone')

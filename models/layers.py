@@ -141,10 +141,12 @@ class GroupNorm(keras.layers.Layer):
     if channels % self.num_groups:
       raise ValueError(f'{self.name}: {channels} channels do not split into '
                        f'{self.num_groups} groups.')
+    # autocast=False: read in float32 also inside a bfloat16 layer call (as
+    # Keras' own norms do), so the affine parameters are not rounded.
     self.gamma = self.add_weight(name='gamma', shape=(channels,),
-                                 initializer='ones')
+                                 initializer='ones', autocast=False)
     self.beta = self.add_weight(name='beta', shape=(channels,),
-                                initializer='zeros')
+                                initializer='zeros', autocast=False)
 
   def call(self, x):
     shape = tf.shape(x)

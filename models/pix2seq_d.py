@@ -36,6 +36,7 @@ from models import ema as ema_lib
 from models import encoder as encoder_lib  # pylint: disable=unused-import
 from models import layers as layers_lib
 from models import losses
+from models import precision
 
 LOSS_TYPES = ('xent', 'l2')
 
@@ -396,6 +397,9 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
   Returns:
     A built `Pix2SeqD` (arguments as in `Pix2SeqD.__init__`).
   """
+  # The parts set the gin dtype policy before creating their layers
+  # (models/precision.py); set here too for a decoder built another way.
+  precision.set_dtype_policy()
   model = Pix2SeqD(encoder=encoder, decoder=decoder, b_scale=b_scale,
                    n_bits=n_bits, loss_type=loss_type, loss_p=loss_p,
                    num_past_frames=num_past_frames, past_drop_rate=past_drop_rate,

@@ -83,6 +83,7 @@ from data import coco_panoptic
 from data import pipeline
 from data import synthetic
 from models import pix2seq_d
+from models import precision
 from models import sampler
 from tasks import config
 from tasks import optim
@@ -148,8 +149,9 @@ class Settings:
     matmul_size: n of the `[n, n] x [n, n]` peak matmul.
     input_records: synthetic records written for the input benchmark.
     input_batches: batches timed by the input benchmark.
-    dtype_policy: Keras dtype policy for the model ('' = float32 default),
-      e.g. 'mixed_bfloat16'.
+    dtype_policy: the model's dtype policy, one of `models.precision.POLICIES`
+      (a `set_dtype_policy.policy` binding); '' = the gin config's (float32
+      when unbound).
     seed: model initialisation and noise seed.
   """
   gin_files: Sequence[str] = ('model/pix2seq_d.gin',)
@@ -175,6 +177,9 @@ class Settings:
     if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
       raise ValueError(f'batch_size={self.batch_size} and repeats={self.repeats} '
                        f'must be >= 1, warmup={self.warmup} >= 0.')
+    if self.dtype_policy and self.dtype_policy not in precision.POLICIES:
+      raise ValueError(f'--dtype_policy={self.dtype_policy!r} is not one of '
+                       f"{['', *precision.POLICIES]} ('' = the gin config's).")
     if not self.sampling_steps or min(self.sampling_steps) < 1:
       raise ValueError(f'sampling_steps={tuple(self.sampling_steps)} must be '
                        'positive step counts.')
@@ -414,13 +419,17 @@ def machine_info() -> dict:
 
 
 def configure(settings: Settings, extra_bindings: Sequence[str] = ()) -> None:
-  """Parses the settings' gin (cleared first) and sets the dtype policy."""
+  """Parses the settings' gin (cleared first), with `dtype_policy` as a binding.
+
+  The model builders apply the policy (models/precision.py).
+  """
   config.import_configurables()
   gin.clear_config()
+  policy = ([f"set_dtype_policy.policy = '{settings.dtype_policy}'"]
+            if settings.dtype_policy else [])
   config.parse_gin(settings.gin_files,
-                   list(settings.gin_bindings) + list(extra_bindings),
+                   list(settings.gin_bindings) + policy + list(extra_bindings),
                    finalize=False)
-  keras.config.set_dtype_policy(settings.dtype_policy or 'float32')
 
 
 def model_sizes() -> tuple:

@@ -45,8 +45,9 @@ flags.DEFINE_bool('inference_jit', True, 'XLA-compile encode/denoise/sample.')
 flags.DEFINE_integer('matmul_size', 2048, 'n of the [n, n] peak matmul.')
 flags.DEFINE_integer('input_records', 64, 'Synthetic records for the input benchmark.')
 flags.DEFINE_integer('input_batches', 20, 'Batches timed by the input benchmark.')
-flags.DEFINE_string('dtype_policy', '', "Keras dtype policy ('' = float32), "
-                    "e.g. 'mixed_bfloat16'.")
+flags.DEFINE_string('dtype_policy', '', "The model's dtype policy: float32 or "
+                    "mixed_bfloat16 (= --gin_bindings=\"set_dtype_policy.policy "
+                    "= 'mixed_bfloat16'\"); '' = the gin config's.")
 flags.DEFINE_bool('isolate_phases', True, 'Run each phase in a fresh process.')
 flags.DEFINE_integer('seed', 0, 'Initialisation and noise seed.')
 

@@ -1,9 +1,8 @@
-"""Tests of models/pix2seq_d.py: counts, Algorithm 1 loss, XLA, mixed precision, modes."""
+"""Tests of models/pix2seq_d.py: counts, Algorithm 1 loss, XLA, modes (mixed precision: test_precision.py)."""
 
 import math
 
 import gin
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -248,28 +247,6 @@ def test_every_gradient_finite_and_nonzero():
     values = g.numpy()
     assert np.all(np.isfinite(values)), v.path
     assert np.any(values != 0), v.path
-
-
-def test_mixed_bfloat16():
-  previous = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy('mixed_bfloat16')
-  try:
-    model = _build()
-    images, label_map = _batch()
-    assert model.trainable_variables[0].dtype == 'float32'
-    encoded = model.encode(images)
-    assert encoded['feature_map'].dtype == tf.bfloat16
-    logits, x0_pred = model.denoise(tf.zeros([2, 32, 32, 16]), tf.constant([0.5, 0.5]),
-                                    encoded)
-    assert logits.dtype == tf.float32 and x0_pred.dtype == tf.float32
-    with tf.GradientTape() as tape:
-      loss, aux = model.compute_loss(images, label_map, seed=[5, 6])
-    grads = tape.gradient(loss, model.trainable_variables)
-    assert loss.dtype == tf.float32 and aux['loss_unweighted'].dtype == tf.float32
-    assert abs(float(loss) - math.log(256)) < 1e-2
-    assert all(g.dtype == tf.float32 and np.all(np.isfinite(g.numpy())) for g in grads)
-  finally:
-    keras.mixed_precision.set_global_policy(previous)
 
 
 @pytest.mark.parametrize('conditioning', ['cat', 'attn', 'cat+attn', 'none'])
