@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models import ema as ema_lib
@@ -105,3 +106,66 @@ def test_checkpoint_holds_only_the_shadow(tmp_path):
   restored = ema_lib.EMA(_model())
   tf.train.Checkpoint(ema=restored).read(path).assert_existing_objects_matched()
   np.testing.assert_array_equal(restored.shadow_variables[0].numpy(), expected)
+
+
+def _old_chained_update(shadows, variables, decay):
+  """The update before issue 15 (one variable after the other, assign_sub of a step)."""
+  done = []
+  for shadow, variable in zip(shadows, variables):
+    with tf.control_dependencies(done):
+      step = (shadow.value - variable.value) * tf.cast(1.0 - decay, shadow.dtype)
+    shadow.assign_sub(step)
+    done = [tf.identity(shadow.value)]
+
+
+def test_chunked_update_equals_the_chained_one_to_one_ulp():
+  """Five steps of both updates, eagerly and in a graph, tiny and one-variable chunks."""
+  model = _model()
+  variables = ema_lib.averaged_variables(model)
+  rng = np.random.RandomState(0)
+  for chunk_bytes in (1, ema_lib.DEFAULT_CHUNK_BYTES):
+    ema = ema_lib.EMA(model, decay=0.9, chunk_bytes=chunk_bytes)
+    if chunk_bytes == 1:
+      assert ema._chunks == [[i] for i in range(len(variables))]  # pylint: disable=protected-access
+    else:
+      assert ema._chunks == [list(range(len(variables)))]  # pylint: disable=protected-access
+    reference = [keras.Variable(s.value) for s in ema.shadow_variables]
+    new_update = tf.function(lambda: ema.update(0.9))
+    old_update = tf.function(lambda: _old_chained_update(reference, variables, 0.9))
+    for step in range(5):
+      _set(variables, [rng.normal(size=v.shape).astype(np.float32) for v in variables])
+      if step % 2:
+        ema.update(0.9)
+        _old_chained_update(reference, variables, 0.9)
+      else:
+        new_update()
+        old_update()
+      for new, old in zip(ema.shadow_variables, reference):
+        np.testing.assert_array_max_ulp(new.numpy(), old.numpy(), maxulp=1)
+
+
+def test_chunks_follow_the_byte_budget():
+  model = _model()
+  sizes = [v.numpy().nbytes for v in ema_lib.averaged_variables(model)]
+  budget = max(sizes) + 1
+  ema = ema_lib.EMA(model, chunk_bytes=budget)
+  chunks = ema._chunks  # pylint: disable=protected-access
+  assert [i for chunk in chunks for i in chunk] == list(range(len(sizes)))
+  for chunk in chunks:
+    assert len(chunk) == 1 or sum(sizes[i] for i in chunk) <= budget
+  with pytest.raises(ValueError, match='chunk_bytes=0'):
+    ema_lib.EMA(model, chunk_bytes=0)
+
+
+def test_each_chunk_reads_after_the_previous_chunk_is_written():
+  """The memory ordering: in the graph, a chunk's reads wait for the last chunk's writes."""
+  model = _model()
+  ema = ema_lib.EMA(model, decay=0.9, chunk_bytes=1)  # One variable per chunk.
+  graph = tf.function(ema.update).get_concrete_function().graph
+  applies = [op for op in graph.get_operations()
+             if op.type == 'ResourceApplyGradientDescent']
+  assert len(applies) == len(ema.shadow_variables)
+  for previous, apply in zip(applies, applies[1:]):
+    difference = apply.inputs[2].op
+    reads = [t.op for t in difference.inputs]
+    assert all(previous in read.control_inputs for read in reads), apply.name
