@@ -97,10 +97,31 @@ def ddim_step(x_t: tf.Tensor, x0_pred: tf.Tensor, t_now, t_next,
   return tf.sqrt(gamma_next) * x0 + tf.sqrt(1.0 - gamma_next) * eps
 
 
-def sampling_times(num_steps, td) -> tuple:
-  """The `(t_now, t_next)` pairs of Algorithm 2 with asymmetric intervals.
+def step_times(step, num_steps, td) -> tuple:
+  """`(t_now, t_next)` of step `step` of Algorithm 2 with asymmetric intervals.
 
-  At step `s` of `S`: `t_now = 1 - s / S`, `t_next = max(1 - (s + 1 + td) / S, 0)`.
+  `t_now = 1 - s / S`, `t_next = max(1 - (s + 1 + td) / S, 0)`. Scalars from
+  scalars: inside the sampler's loop no tensor's shape depends on `S`, so one
+  XLA compilation serves every step count.
+
+  Args:
+    step: int or float scalar (Python or tensor) `s`.
+    num_steps: int scalar `S`, the number of decoder calls.
+    td: float scalar time difference `td` (paper §3.3).
+
+  Returns:
+    `(t_now, t_next)`, float32 tensors shaped like `step`.
+  """
+  num_steps_f = tf.cast(num_steps, tf.float32)
+  td = tf.cast(td, tf.float32)
+  step = tf.cast(step, tf.float32)
+  t_now = 1.0 - step / num_steps_f
+  t_next = tf.maximum(1.0 - (step + 1.0 + td) / num_steps_f, 0.0)
+  return t_now, t_next
+
+
+def sampling_times(num_steps, td) -> tuple:
+  """Every step's `step_times`: the `(t_now, t_next)` pairs of Algorithm 2.
 
   Args:
     num_steps: int (Python or scalar tensor) `S`, the number of decoder calls.
@@ -109,9 +130,4 @@ def sampling_times(num_steps, td) -> tuple:
   Returns:
     `(t_now, t_next)`, two float32 `[S]` tensors.
   """
-  num_steps_f = tf.cast(num_steps, tf.float32)
-  td = tf.cast(td, tf.float32)
-  steps = tf.range(tf.cast(num_steps, tf.int32), dtype=tf.float32)
-  t_now = 1.0 - steps / num_steps_f
-  t_next = tf.maximum(1.0 - (steps + 1.0 + td) / num_steps_f, 0.0)
-  return t_now, t_next
+  return step_times(tf.range(tf.cast(num_steps, tf.int32)), num_steps, td)

@@ -1,8 +1,10 @@
 """The DDIM sampler of Algorithm 2 in one compiled graph (paper §3.3, REFERENCE §2).
 
 The image encoder runs once; only the decoder runs at each of the `num_steps`
-steps. The loop is a `tf.while_loop` whose trip count and `td` are tensors, so
-one trace (and one XLA compilation) serves every step count.
+steps. The loop is a `tf.while_loop` whose trip count and `td` are tensors and
+each step's times are computed from its index (no `[num_steps]` table, whose
+shape XLA would have to know), so one trace and one XLA compilation serve
+every step count.
 
 The final mask is read out of the last step's decoder output (`readout`):
 - 'threshold' (default; Algorithm 2): `bit2int(x0_pred > 0)`, where `x0_pred`
@@ -105,12 +107,10 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
   past_bits = None
   if past_label_maps is not None:
     past_bits = model.past_bits_from_label_maps(past_label_maps)
-  t_now_all, t_next_all = diffusion.sampling_times(num_steps, td)
   num_steps = tf.cast(num_steps, tf.int32)
 
   def body(step, x_t, x0, label_map, trajectory):
-    t_now = t_now_all[step]
-    t_next = t_next_all[step]
+    t_now, t_next = diffusion.step_times(step, num_steps, td)
     gamma = tf.fill([batch], model.gamma_fn(t_now))
     # A self-conditioned model sees its previous estimate (zeros at step 0).
     logits, x0 = model.denoise(x_t, gamma, encoded, past_bits=past_bits,

@@ -115,3 +115,11 @@ def test_same_result_under_xla():
   compiled = tf.function(step, jit_compile=True)(x0, eps, t)
   for a, b in zip(eager, compiled):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_step_times_equal_the_tables_bitwise():
+  t_now, t_next = diffusion.sampling_times(tf.constant(7), tf.constant(1.5))
+  for step in range(7):
+    now, following = diffusion.step_times(tf.constant(step), tf.constant(7),
+                                          tf.constant(1.5))
+    assert float(now) == float(t_now[step]) and float(following) == float(t_next[step])

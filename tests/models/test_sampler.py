@@ -195,3 +195,18 @@ def test_bad_readout_is_named():
     sampler.sample(OracleModel(_truth()), tf.zeros([2, 4, 4, 3]),
                    mask_size=(6, 5), num_steps=1, td=0.0, seed=[0, 0],
                    readout='argmax')
+
+
+def test_one_xla_compilation_serves_every_step_count():
+  """The compiled program does not depend on the values of num_steps and td."""
+  model = OracleModel(_truth())
+
+  @tf.function(jit_compile=True)
+  def run(num_steps, td):
+    return sampler.sample(model, tf.zeros([2, 12, 10, 3]), mask_size=(6, 5),
+                          num_steps=num_steps, td=td, seed=[1, 2])['label_map']
+
+  programs = {run.experimental_get_compiler_ir(tf.constant(steps),
+                                               tf.constant(td))(stage='hlo')
+              for steps, td in [(3, 1.0), (20, 2.0)]}
+  assert len(programs) == 1
