@@ -145,6 +145,37 @@ def _chunks(variables, chunk_bytes: int) -> list:
   return chunks
 
 
+def averages_view(model) -> tf.Module:
+  """A stand-in for an `EMA` in a checkpoint whose averages ARE `model`'s variables.
+
+  Restoring a training checkpoint's `ema` into it (`tf.train.Checkpoint(
+  ema=averages_view(model))`) writes the averages into the model.
+  """
+  view = tf.Module(name='ema')
+  view.shadow_variables = averaged_variables(model)
+  return view
+
+
+def restore_averages(model, checkpoint_path: str) -> None:
+  """Reads an `EMA`'s saved averages straight into `model`'s own variables.
+
+  For inference (export, pictures): the checkpoint's `ema/shadow_variables`
+  are restored into the variables they average, so no shadow copy (a second
+  copy of every weight) and no optimizer state is ever built. The model's
+  other variables (RNG states of training-only layers) are left as built.
+
+  Args:
+    model: the built model the EMA was made for (same variable order).
+    checkpoint_path: a training checkpoint prefix holding `ema`.
+
+  Raises:
+    AssertionError: the checkpoint has no average for one of the variables.
+  """
+  status = tf.train.Checkpoint(ema=averages_view(model)).read(checkpoint_path)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+
+
 class _SwapBack:
   """Context manager returned by `EMA.swap`: swaps back on exit."""
 

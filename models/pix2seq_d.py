@@ -22,6 +22,7 @@ Gin configures the factories `build_model`, `build_ema` (and `build_image_encode
 `build_mask_decoder`), never the Keras classes.
 """
 
+import inspect
 from typing import Callable, Optional, Sequence
 
 import gin
@@ -419,6 +420,34 @@ def build_ema(model: keras.Model, decay: float = 0.999) -> Optional[ema_lib.EMA]
   if not decay:
     return None
   return ema_lib.EMA(model, decay=decay)
+
+
+def ema_configured() -> bool:
+  """Whether the gin config's `build_ema` builds an EMA (its decay is not 0)."""
+  try:
+    decay = gin.query_parameter('build_ema.decay')
+  except ValueError:  # Unbound: the default.
+    decay = inspect.signature(build_ema).parameters['decay'].default
+  return bool(decay)
+
+
+def restore_for_inference(model: Pix2SeqD, checkpoint_path: str) -> bool:
+  """Loads a training checkpoint's inference weights into a built model.
+
+  The EMA averages when the gin config has an EMA (read straight into the
+  model's variables, `ema.restore_averages`: no shadow copy, no optimizer
+  state), else the raw weights.
+
+  Returns:
+    Whether the EMA averages were loaded.
+  """
+  if ema_configured():
+    ema_lib.restore_averages(model, checkpoint_path)
+    return True
+  status = tf.train.Checkpoint(model=model).read(checkpoint_path)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  return False
 
 
 def parameter_counts(model: Pix2SeqD) -> dict:

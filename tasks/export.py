@@ -618,7 +618,10 @@ def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
 
 
 def restore_model(checkpoint_path: str):
-  """Builds the gin-configured model and loads `checkpoint_path` with its EMA weights.
+  """Builds the gin-configured model and loads `checkpoint_path`'s EMA weights into it.
+
+  The averages are read straight into the model's variables
+  (`pix2seq_d.restore_for_inference`): no shadow copy, no optimizer state.
 
   Args:
     checkpoint_path: a checkpoint prefix written by training (`model`, `ema`,
@@ -632,16 +635,8 @@ def restore_model(checkpoint_path: str):
     AssertionError / ValueError: the checkpoint does not match the model.
   """
   model = pix2seq_d.build_model()
-  ema = pix2seq_d.build_ema(model)
-  items = dict(model=model)
-  if ema is not None:
-    items['ema'] = ema
-  status = tf.train.Checkpoint(**items).read(checkpoint_path)
-  status.expect_partial()
-  status.assert_existing_objects_matched()
-  if ema is not None:
-    ema.copy_to_model()
-  return model, ema is not None
+  used_ema = pix2seq_d.restore_for_inference(model, checkpoint_path)
+  return model, used_ema
 
 
 def signature_defaults(export_dir: str) -> dict:

@@ -265,7 +265,7 @@ def run_quickstart(output_dir: str,
     with stages('pictures'):
       pictures = quickstart_pictures.write_pictures(model_dir, output_dir)
 
-  model, _ = quickstart_pictures.restore_for_inference(model_dir)
+  model = quickstart_pictures.restore_for_inference(model_dir)
   summary = {
       'val': {k: metrics[k] for k in ('pq', 'pq_things', 'pq_stuff', 'sq', 'rq',
                                       'miou', 'miou_things', 'miou_stuff',

@@ -6,7 +6,6 @@ truth | prediction, coloured panoptic maps) and `trajectory.png` (the label
 map predicted at every DDIM step for one image, paper Fig. 11).
 """
 
-import contextlib
 import io
 import os
 from typing import Optional
@@ -33,22 +32,17 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def restore_for_inference(model_dir: str):
-  """Builds the gin model and restores the latest checkpoint of `model_dir`.
+  """Builds the gin model holding the latest checkpoint's EMA weights (if any).
 
   Returns:
-    `(model, ema)`; the caller swaps the EMA weights in (`ema.swap()`) when
-    `ema` is not None, as the evaluator does.
+    The model (`pix2seq_d.restore_for_inference`: no EMA shadow copy).
   """
   latest = tf.train.latest_checkpoint(model_dir)
   if latest is None:
     raise FileNotFoundError(f'no checkpoint in {model_dir}.')
   model = pix2seq_d.build_model()
-  ema = pix2seq_d.build_ema(model)
-  items = dict(model=model)
-  if ema is not None:
-    items['ema'] = ema
-  tf.train.Checkpoint(**items).read(latest).expect_partial()
-  return model, ema
+  pix2seq_d.restore_for_inference(model, latest)
+  return model
 
 
 @gin.configurable(denylist=['model_dir', 'output_dir'])
@@ -90,7 +84,7 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
   if readout is None:
     readout = config.gin_value('build_evaluator.readout') or 'threshold'
   sampler.check_readout(readout)
-  model, ema = restore_for_inference(model_dir)
+  model = restore_for_inference(model_dir)
   with gin.config_scope('eval'):
     dataset = pipeline.build_dataset(global_batch_size=num_images,
                                      is_training=False)
@@ -100,11 +94,10 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
 
   # One sampler call with the EMA weights (as the evaluator): the overlays use
   # the last step, the trajectory picture every step of the first image.
-  with ema.swap() if ema is not None else contextlib.nullcontext():
-    outputs = sampler.sample(model, images, mask_size=tuple(mask_size),
-                             num_steps=num_steps, td=td,
-                             seed=tf.constant([seed, 0], tf.int32),
-                             trajectory_size=num_steps, readout=readout)
+  outputs = sampler.sample(model, images, mask_size=tuple(mask_size),
+                           num_steps=num_steps, td=td,
+                           seed=tf.constant([seed, 0], tf.int32),
+                           trajectory_size=num_steps, readout=readout)
   predictions = postprocess.majority_class_and_min_pixels(
       outputs['label_map'], min_pixels, num_ids=2**n_bits[1],
       num_classes=2**n_bits[0], num_valid_classes=len(categories),

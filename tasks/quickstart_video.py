@@ -311,7 +311,7 @@ def run_video_quickstart(output_dir: str,
     with stages('pictures'):
       pictures = write_video_pictures(data_dir, eval_dir, output_dir)
 
-  model, _ = quickstart_pictures.restore_for_inference(model_dir)
+  model = quickstart_pictures.restore_for_inference(model_dir)
   summary = {
       'val': davis_summary(metrics),
       'train_steps': trained['global_step'],

@@ -19,6 +19,7 @@ import orbit
 import tensorflow as tf
 
 from data import pipeline
+from models import ema as ema_lib
 from models import pix2seq_d
 from tasks import budget as budget_lib
 from tasks import config
@@ -55,11 +56,12 @@ logging.ABSLLogger.register_frame_to_skip(__file__, _orbit_log.__name__)
 class EvalCheckpoint(tf.train.Checkpoint):
   """The evaluation modes' view of a training checkpoint.
 
-  A training checkpoint also holds the input iterator's position
-  (`train_iterator`), which an evaluation has no iterator to restore into:
-  that value is expected to stay unused (TensorFlow warned about it when the
-  restore was garbage-collected). Everything the evaluation does have (model,
-  EMA, optimizer, step) must be in the checkpoint.
+  A training checkpoint also holds the optimizer state, the raw weights next
+  to their EMA and the input iterator's position; an evaluation restores only
+  the EMA averages, straight into the model (`ema.averages_view`; the raw
+  weights without an EMA) and the step, and the rest is expected to stay
+  unused (TensorFlow warned about it when the restore was garbage-collected).
+  Everything the evaluation does have must be in the checkpoint.
   """
 
   def restore(self, save_path, options=None):
@@ -214,21 +216,26 @@ def run_experiment(model_dir: str,
   eval_batch_size = eval_batch_size or global_batch_size
   results = {}
 
+  training = mode in ('train', 'train_and_eval')
+  ema = optimizer = planned_steps = None
   with strategy.scope():
     model = pix2seq_d.build_model()
-    ema = pix2seq_d.build_ema(model)
-    # With a time budget the schedule's length is a variable the budget
-    # re-plans (saved in the checkpoint so that a resume continues the plan).
-    planned_steps = (tf.Variable(int(train_steps), dtype=tf.int64,
-                                 trainable=False, name='planned_train_steps')
-                     if time_budget is not None else None)
-    optimizer = optim.build_optimizer(
-        total_steps=planned_steps if planned_steps is not None else train_steps)
-    optimizer.build(model.trainable_variables)
+    # Evaluation alone needs no optimizer state and no second copy of the
+    # weights: the checkpoint's EMA averages are read into the model itself.
+    if training:
+      ema = pix2seq_d.build_ema(model)
+      # With a time budget the schedule's length is a variable the budget
+      # re-plans (saved in the checkpoint so that a resume continues the plan).
+      planned_steps = (tf.Variable(int(train_steps), dtype=tf.int64,
+                                   trainable=False, name='planned_train_steps')
+                       if time_budget is not None else None)
+      optimizer = optim.build_optimizer(
+          total_steps=planned_steps if planned_steps is not None else train_steps)
+      optimizer.build(model.trainable_variables)
     global_step = orbit.utils.create_global_step()
 
   trainer = None
-  if mode in ('train', 'train_and_eval'):
+  if training:
     train_dataset = strategy.distribute_datasets_from_function(
         _dataset_fn('train', global_batch_size, is_training=True, seed=seed))
     with strategy.scope():
@@ -242,11 +249,11 @@ def run_experiment(model_dir: str,
     if planned_steps is not None:
       items['planned_train_steps'] = planned_steps
     checkpoint = tf.train.Checkpoint(**items)
+  elif pix2seq_d.ema_configured():
+    checkpoint = EvalCheckpoint(ema=ema_lib.averages_view(model),
+                                global_step=global_step)
   else:
-    items = dict(model=model, optimizer=optimizer, global_step=global_step)
-    if ema is not None:
-      items['ema'] = ema
-    checkpoint = EvalCheckpoint(**items)
+    checkpoint = EvalCheckpoint(model=model, global_step=global_step)
 
   evaluator = None
   if mode != 'train':

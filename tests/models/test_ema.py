@@ -169,3 +169,24 @@ def test_each_chunk_reads_after_the_previous_chunk_is_written():
     difference = apply.inputs[2].op
     reads = [t.op for t in difference.inputs]
     assert all(previous in read.control_inputs for read in reads), apply.name
+
+
+def test_restore_averages_reads_the_shadow_into_the_model(tmp_path):
+  model = _model()
+  ema = ema_lib.EMA(model, decay=0.5)
+  variables = ema_lib.averaged_variables(model)
+  _set(variables, [v.numpy() + 3.0 for v in variables])
+  ema.update()
+  expected = [s.numpy() for s in ema.shadow_variables]
+  raw = [v.numpy() for v in variables]
+  path = tf.train.Checkpoint(model=model, ema=ema).write(str(tmp_path / 'ckpt'))
+  fresh = _model()
+  ema_lib.restore_averages(fresh, path)
+  for got, want, not_want in zip(ema_lib.averaged_variables(fresh), expected, raw):
+    np.testing.assert_array_equal(got.numpy(), want)
+    assert not np.array_equal(got.numpy(), not_want)
+  assert len(fresh.variables) == len(model.variables)  # No shadow was built.
+  # A checkpoint without averages is an error, not a silent raw-weight load.
+  raw_only = tf.train.Checkpoint(model=model).write(str(tmp_path / 'raw'))
+  with pytest.raises(AssertionError):
+    ema_lib.restore_averages(_model(), raw_only)

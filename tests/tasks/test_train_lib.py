@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -300,3 +301,22 @@ def test_coco_instances_tiny_on_real_photos(tmp_path, fixtures_dir):
   for annotation in predictions['annotations']:
     for segment in annotation['segments_info']:
       assert segment['category_id'] in coco_ids
+
+
+def test_eval_mode_reads_the_ema_into_the_model_as_train_and_eval_uses_it(
+    tmp_path, synthetic_records):
+  """--mode=eval builds no EMA shadow and no optimizer slots, yet predicts
+  exactly what train_and_eval's evaluation (model + EMA swapped in) did; the
+  raw weights (a config without EMA) predict otherwise."""
+  bindings = ['build_ema.decay = 0.5', 'build_evaluator.jit_compile = False',
+              'run_experiment.jit_compile = False']
+  step_dir = tmp_path / 'eval' / 'step_4' / 'panoptic'
+  predictions = {}
+  for name, mode, extra in (('train_and_eval', 'train_and_eval', []),
+                            ('eval', 'eval', []),
+                            ('raw', 'eval', ['build_ema.decay = 0'])):
+    gin.clear_config()
+    _run(tmp_path, synthetic_records, mode=mode, bindings=bindings + extra)
+    predictions[name] = {p.name: p.read_bytes() for p in step_dir.iterdir()}
+  assert predictions['eval'] == predictions['train_and_eval']
+  assert predictions['raw'] != predictions['eval']
