@@ -233,8 +233,14 @@ class ImageTransformer(keras.layers.Layer):
 
   def __init__(self, hidden_dim: int = 512, num_layers: int = 12,
                num_heads: int = 16, mlp_dim: int = 2048,
-               dropout_rate: float = 0.0, drop_path_rate: float = 0.0, **kwargs):
+               dropout_rate: float = 0.0, drop_path_rate: float = 0.0,
+               recompute_blocks: bool = False, **kwargs):
     super().__init__(**kwargs)
+    if recompute_blocks and (dropout_rate or drop_path_rate):
+      raise ValueError('build_image_encoder.recompute_blocks needs dropout_rate '
+                       '= 0 and drop_path_rate = 0 (a recomputed layer would '
+                       'draw other random masks).')
+    self.recompute_blocks = recompute_blocks
     self.hidden_dim = hidden_dim
     self.input_dropout = keras.layers.Dropout(dropout_rate)
     self.projection = keras.layers.Dense(hidden_dim, name='projection')
@@ -258,7 +264,11 @@ class ImageTransformer(keras.layers.Layer):
     codes = layers_lib.position_codes_2d(height, width, self.hidden_dim)
     x = x + tf.cast(codes, x.dtype)[tf.newaxis]
     for block in self.blocks:
-      x = block(x, training=training)
+      if training and self.recompute_blocks and block.built:
+        # Only the layer's input is kept for the backward pass.
+        x = tf.recompute_grad(lambda x, block=block: block(x, training=True))(x)
+      else:
+        x = block(x, training=training)
     return self.output_ln(x)
 
 
@@ -301,8 +311,9 @@ class FeatureFusion(keras.layers.Layer):
   """
 
   def __init__(self, lateral_dims: Sequence[int], out_dim: int,
-               final_factor: int, **kwargs):
+               final_factor: int, recompute_blocks: bool = False, **kwargs):
     super().__init__(**kwargs)
+    self.recompute_blocks = recompute_blocks
     self.merge_blocks = [
         layers_lib.track(self, UpsampleBlock(dim, name=f'merge_{i}'))
         for i, dim in enumerate(lateral_dims)
@@ -315,14 +326,25 @@ class FeatureFusion(keras.layers.Layer):
     del input_shape  # Sublayers build on first call.
 
   def call(self, features, training=False):
-    del training  # GroupNorm only.
+    recompute = training and self.recompute_blocks
     x = features[-1]
     for i in range(len(features) - 2, -1, -1):
       hr = features[i]
       factor = layers_lib.static_hw(hr)[0] // layers_lib.static_hw(x)[0]
-      x = self.merge_blocks[i](x, hr=hr, factor=factor)
+      block = self.merge_blocks[i]
+      if recompute and block.built:
+        # GroupNorm only (no state, no randomness): recomputing is exact.
+        x = tf.recompute_grad(
+            lambda lr, hr, block=block, factor=factor: block(lr, hr=hr,
+                                                             factor=factor))(x, hr)
+      else:
+        x = block(x, hr=hr, factor=factor)
     if self.final_block is not None:
-      x = self.final_block(x, factor=self.final_factor)
+      if recompute and self.final_block.built:
+        x = tf.recompute_grad(
+            lambda lr: self.final_block(lr, factor=self.final_factor))(x)
+      else:
+        x = self.final_block(x, factor=self.final_factor)
     return x
 
 
@@ -407,7 +429,8 @@ def build_image_encoder(image_size: Sequence[int] = (256, 256),
                         pixel_mean: Sequence[float] = IMAGENET_MEAN,
                         pixel_std: Sequence[float] = IMAGENET_STD,
                         stem_pool_padding: str = 'symmetric',
-                        resnet_weights: Optional[str] = None) -> ImageEncoder:
+                        resnet_weights: Optional[str] = None,
+                        recompute_blocks: bool = False) -> ImageEncoder:
   """Builds the image encoder (paper §3.1; defaults = the paper, REFERENCE §4).
 
   Args:
@@ -437,6 +460,13 @@ def build_image_encoder(image_size: Sequence[int] = (256, 256),
       their weights need it), see STEM_POOL_PADDINGS.
     resnet_weights: optional path of `keras.applications.ResNet50` weights
       (.h5 / .weights.h5) loaded into the backbone (`load_keras_resnet50_weights`).
+    recompute_blocks: gradient checkpointing (`tf.recompute_grad`) of the
+      transformer layers and the fusion blocks in training: only each one's
+      input is kept for the backward pass, the rest is recomputed there (same
+      gradients; needs dropout_rate = drop_path_rate = 0). The ResNet blocks
+      are not recomputed: their BatchNorm would update its moving statistics
+      a second time in the recomputation. `build_mask_decoder.recompute_blocks`
+      is the decoder's.
 
   Returns:
     An unbuilt `ImageEncoder` (variables are created on the first call), or
@@ -447,11 +477,14 @@ def build_image_encoder(image_size: Sequence[int] = (256, 256),
   backbone = ResNet(blocks_per_stage, base_width, block_type, stride_in_1x1,
                     sync_batch_norm, stem_pool_padding, name='backbone')
   transformer = ImageTransformer(hidden_dim, num_layers, num_heads, mlp_dim,
-                                 dropout_rate, drop_path_rate, name='transformer')
+                                 dropout_rate, drop_path_rate,
+                                 recompute_blocks=recompute_blocks,
+                                 name='transformer')
   fusion = None
   if fusion_dim:
     fusion = FeatureFusion(backbone.stage_channels[:-1], fusion_dim,
-                           final_factor=4 // mask_stride, name='fusion')
+                           final_factor=4 // mask_stride,
+                           recompute_blocks=recompute_blocks, name='fusion')
   encoder = ImageEncoder(backbone, transformer, fusion, mask_stride, pixel_mean,
                          pixel_std, name='image_encoder')
   if resnet_weights:

@@ -207,3 +207,55 @@ def test_sync_batch_norm_reaches_every_batch_norm():
   default(tf.zeros([1, 64, 64, 3]))
   assert not any(l.synchronized for l in default.backbone.named_layers().values()
                  if isinstance(l, keras.layers.BatchNormalization))
+
+
+def _op_count(graph, op_type):
+  """Ops of `op_type` in a graph and in the functions it calls (the recomputation)."""
+  count = sum(op.type == op_type for op in graph.get_operations())
+  for function in graph._functions.values():  # pylint: disable=protected-access
+    count += sum(op.type == op_type for op in function.graph.get_operations())
+  return count
+
+
+def test_recomputed_blocks_give_the_same_gradients_and_batch_statistics():
+  images = tf.random.stateless_uniform([2, 64, 64, 3], seed=[3, 4])
+  encoders = {}
+  for remat in (False, True):
+    encoder = _tiny_encoder(num_layers=2, recompute_blocks=remat)
+    encoder(images)
+    encoders[remat] = encoder
+  rng = np.random.RandomState(0)
+  for a, b in zip(encoders[False].weights, encoders[True].weights):
+    value = a.numpy()
+    if a.trainable and np.abs(value).max() < 1e-3:  # Zero BN gammas: perturb.
+      value = rng.normal(0, 0.1, value.shape).astype(np.float32)
+      a.assign(value)
+    b.assign(value)
+
+  @tf.function
+  def grads(encoder):
+    with tf.GradientTape() as tape:
+      out = encoder(images, training=True)
+      loss = (tf.reduce_sum(tf.square(out['feature_map'])) +
+              tf.reduce_sum(tf.square(out['tokens'])))
+    return loss, tape.gradient(loss, encoder.trainable_variables)
+
+  loss_a, grads_a = grads(encoders[False])
+  loss_b, grads_b = grads(encoders[True])
+  np.testing.assert_allclose(float(loss_a), float(loss_b), rtol=1e-6)
+  assert len(grads_a) == len(grads_b) and all(g is not None for g in grads_b)
+  for a, b in zip(grads_a, grads_b):
+    scale = float(np.abs(a.numpy()).max())
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
+                               atol=1e-5 * scale)
+  # The BatchNorm statistics moved once in both (the ResNet is not recomputed).
+  for a, b in zip(encoders[False].non_trainable_weights,
+                  encoders[True].non_trainable_weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+  # The backward pass really recomputes: attention einsums and fusion convs.
+  graph_a = grads.get_concrete_function(encoders[False]).graph
+  graph_b = grads.get_concrete_function(encoders[True]).graph
+  assert _op_count(graph_b, 'Einsum') > _op_count(graph_a, 'Einsum')
+  assert _op_count(graph_b, 'Conv2D') > _op_count(graph_a, 'Conv2D')
+  with pytest.raises(ValueError, match='recompute_blocks needs dropout_rate'):
+    _tiny_encoder(recompute_blocks=True, drop_path_rate=0.1)
