@@ -52,7 +52,3 @@ def set_dtype_policy(policy: str = 'float32') -> str:
   keras.config.set_dtype_policy(policy)
   return policy
 
-
-def compute_dtype() -> str:
-  """The compute dtype of layers created now ('float32' or 'bfloat16')."""
-  return keras.config.dtype_policy().compute_dtype
