@@ -2,6 +2,7 @@
 
 import math
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -115,3 +116,32 @@ def test_same_result_under_xla():
   compiled = tf.function(step, jit_compile=True)(x0, eps, t)
   for a, b in zip(eager, compiled):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('power', [0.5, 2.0])
+def test_sampling_times_power_warps_the_uniform_schedule(power):
+  steps, td = 10, 2.0
+  t_now, t_next = diffusion.sampling_times(steps, td, power=power)
+  for s in range(steps):
+    assert float(t_now[s]) == pytest.approx((1 - s / steps)**power, abs=1e-6)
+    assert float(t_next[s]) == pytest.approx(
+        max(1 - (s + 1 + td) / steps, 0.0)**power, abs=1e-6)
+  # Still from t = 1 down to 0, decreasing.
+  assert float(t_now[0]) == pytest.approx(1.0)
+  assert float(t_next[-1]) == 0.0
+  assert np.all(np.diff(t_now.numpy()) < 0)
+
+
+def test_sampling_times_power_from_gin():
+  with gin.unlock_config():
+    gin.bind_parameter('sampling_times.power', 2.0)
+  try:
+    t_now, _ = diffusion.sampling_times(4, 0.0)
+  finally:
+    gin.clear_config()
+  np.testing.assert_allclose(t_now, [1.0, 0.5625, 0.25, 0.0625], atol=1e-6)
+
+
+def test_sampling_times_power_must_be_positive():
+  with pytest.raises(ValueError, match='sampling_times.power=0'):
+    diffusion.sampling_times(4, 1.0, power=0.0)
