@@ -90,6 +90,7 @@ class Pix2SeqD(keras.Model):
                noisy_input_scaling: str = 'none',
                self_condition: bool = False,
                self_condition_rate: float = 0.5,
+               semantic_loss_weight: float = 0.0,
                gamma_fn: Callable = diffusion.cosine_gamma, **kwargs):
     """Builds the model from its parts.
 
@@ -118,6 +119,15 @@ class Pix2SeqD(keras.Model):
       self_condition_rate: in `compute_loss`, the probability (per batch, as
         in Bit Diffusion) that the estimate comes from a first decoder pass
         rather than zeros.
+      semantic_loss_weight: weight of an auxiliary training loss on the
+        encoder (not in the paper; 0 = off, the paper): a 1x1 conv
+        (`semantic_head`) reads each pixel's class from the fused feature map
+        the decoder is conditioned on, with softmax cross entropy against the
+        mask's class channel (void included). It gives the encoder a direct
+        recognition signal from the first step; the paper gets one by
+        starting from a pre-trained encoder (§4), which a from-scratch small
+        run has not. Training only: sampling, evaluation and export never
+        call the head.
       gamma_fn: the noise schedule `gamma(t)`.
       **kwargs: for `keras.Model` (e.g. `name`).
     """
@@ -150,6 +160,13 @@ class Pix2SeqD(keras.Model):
     if not 0.0 <= self_condition_rate <= 1.0:
       raise ValueError(f'self_condition_rate={self_condition_rate} must be in '
                        '[0, 1].')
+    if semantic_loss_weight < 0.0:
+      raise ValueError(f'semantic_loss_weight={semantic_loss_weight} must be '
+                       '>= 0.')
+    if semantic_loss_weight > 0.0 and (encoder is None or encoder.fusion is None):
+      raise ValueError(f'semantic_loss_weight={semantic_loss_weight} reads the '
+                       "encoder's fused feature map: build the encoder with "
+                       'fusion_dim > 0.')
     self.encoder = encoder
     self.decoder = decoder
     self.b_scale = float(b_scale)
@@ -161,6 +178,11 @@ class Pix2SeqD(keras.Model):
     self.noisy_input_scaling = noisy_input_scaling
     self.self_condition = bool(self_condition)
     self.self_condition_rate = float(self_condition_rate)
+    self.semantic_loss_weight = float(semantic_loss_weight)
+    self.semantic_head = None
+    if self.semantic_loss_weight > 0.0:
+      self.semantic_head = keras.layers.Conv2D(
+          2**self.n_bits[0], 1, name='semantic_head')
     self.gamma_fn = gamma_fn
 
   @property
@@ -272,10 +294,13 @@ class Pix2SeqD(keras.Model):
     Returns:
       `(loss, aux)`: float32 scalar — per-pixel loss weighted by
       `mask_loss_weights(instance ids, loss_p)`, averaged over pixels and the
-      batch — and a dict of float32 scalars: `loss_unweighted` (plain pixel
-      mean of the same per-pixel loss) and `t_mean`.
+      batch, plus `semantic_loss_weight` times the semantic loss when that is
+      on — and a dict of float32 scalars: `loss_unweighted` (plain pixel
+      mean of the same per-pixel loss), `t_mean` and, when on,
+      `loss_semantic`.
     """
     label_map = tf.cast(label_map, tf.int32)
+    class_map = label_map[..., 0]  # Before the repeat over noise draws.
     draws = 1
     if t is not None:
       draws = t.shape[0] // label_map.shape[0]
@@ -306,6 +331,12 @@ class Pix2SeqD(keras.Model):
         keep = _uniform([batch], seeds[2]) >= self.past_drop_rate
         past_bits = past_bits * tf.cast(keep, past_bits.dtype)[:, None, None, None]
     encoded = self.encode(images, training=training)
+    semantic_loss = None
+    if self.semantic_head is not None:
+      semantic_logits = self.semantic_head(encoded['feature_map'])
+      semantic_loss = tf.reduce_mean(
+          tf.nn.sparse_softmax_cross_entropy_with_logits(
+              labels=class_map, logits=tf.cast(semantic_logits, tf.float32)))
     if draws > 1 and encoded is not None:
       encoded = {k: None if v is None else tf.repeat(v, draws, axis=0)
                  for k, v in encoded.items()}
@@ -327,6 +358,9 @@ class Pix2SeqD(keras.Model):
                                        num_ids=2**self.n_bits[-1])
     loss = tf.reduce_mean(weights * per_pixel)
     aux = {'loss_unweighted': tf.reduce_mean(per_pixel), 't_mean': tf.reduce_mean(t)}
+    if semantic_loss is not None:
+      loss += self.semantic_loss_weight * semantic_loss
+      aux['loss_semantic'] = semantic_loss
     return loss, aux
 
   def build(self, input_shape):
@@ -337,7 +371,10 @@ class Pix2SeqD(keras.Model):
     encoded = self.encode(inputs.get('images'), training=training)
     logits, x0_pred = self.denoise(inputs['x_t'], inputs['gamma'], encoded,
                                    inputs.get('past_bits'), training=training)
-    return {'logits': logits, 'x0_pred': x0_pred}
+    outputs = {'logits': logits, 'x0_pred': x0_pred}
+    if self.semantic_head is not None:
+      outputs['semantic_logits'] = self.semantic_head(encoded['feature_map'])
+    return outputs
 
   def dummy_inputs(self, batch_size: int = 1, mask_size=None) -> dict:
     """Small inputs for `call` that create every variable (see `build_model`).
@@ -387,6 +424,7 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
                 noisy_input_scaling: str = 'none',
                 self_condition: bool = False,
                 self_condition_rate: float = 0.5,
+                semantic_loss_weight: float = 0.0,
                 gamma_fn: Callable = diffusion.cosine_gamma) -> Pix2SeqD:
   """Builds `Pix2SeqD` from its parts and creates every variable (gin factory).
 
@@ -406,7 +444,8 @@ def build_model(encoder: Optional[keras.layers.Layer] = gin.REQUIRED,
                    num_past_frames=num_past_frames, past_drop_rate=past_drop_rate,
                    noisy_input_scaling=noisy_input_scaling,
                    self_condition=self_condition,
-                   self_condition_rate=self_condition_rate, gamma_fn=gamma_fn)
+                   self_condition_rate=self_condition_rate,
+                   semantic_loss_weight=semantic_loss_weight, gamma_fn=gamma_fn)
   model(model.dummy_inputs(), training=False)
   return model
 

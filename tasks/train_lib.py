@@ -160,6 +160,7 @@ def run_experiment(model_dir: str,
                    seed: int = 0,
                    jit_compile: bool = True,
                    noise_draws: int = 1,
+                   t_power: float = 1.0,
                    init_checkpoint: Optional[str] = None,
                    init_checkpoint_parts: str = 'model_and_ema',
                    eval_steps: Optional[int] = None,
@@ -186,6 +187,8 @@ def run_experiment(model_dir: str,
     jit_compile: XLA-compile the forward/backward pass.
     noise_draws: `(t, eps)` draws per image per step sharing one encoder pass
       (tasks/trainer.py); 1 = Algorithm 1 as written.
+    t_power: training times `t = u ** t_power`, `u` uniform (tasks/trainer.py);
+      1 = Algorithm 1's `t ~ U(0, 1)`.
     init_checkpoint: a checkpoint (or directory) to start from when model_dir
       has none (the staged schedule).
     init_checkpoint_parts: what to take from it (INIT_PARTS).
@@ -243,7 +246,7 @@ def run_experiment(model_dir: str,
           model=model, optimizer=optimizer, ema=ema, strategy=strategy,
           train_dataset=train_dataset, global_batch_size=global_batch_size,
           total_steps=train_steps, clip_norm=clip_norm, seed=seed,
-          jit_compile=jit_compile, noise_draws=noise_draws,
+          jit_compile=jit_compile, noise_draws=noise_draws, t_power=t_power,
           global_step=global_step)
     items = trainer.checkpoint_items()
     if planned_steps is not None:

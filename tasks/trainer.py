@@ -40,6 +40,7 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
                train_dataset, global_batch_size: int, total_steps: int,
                clip_norm: float = 1.0, seed: int = 0, jit_compile: bool = True,
                noise_draws: int = 1,
+               t_power: float = 1.0,
                global_step: Optional[tf.Variable] = None):
     """Builds the trainer; create it inside `strategy.scope()`.
 
@@ -56,6 +57,9 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
       jit_compile: XLA-compile the forward/backward pass.
       noise_draws: `(t, eps)` draws per image per step, sharing one encoder
         pass (`Pix2SeqD.compute_loss`); 1 = Algorithm 1 as written.
+      t_power: training times are `t = u ** t_power` for the (stratified)
+        uniform draw `u`: 1 = `t ~ U(0, 1)` (Algorithm 1); > 1 trains more
+        at small t (little noise), < 1 more at large t (mostly noise).
       global_step: the step variable; created if not given.
     """
     self.model = model
@@ -69,6 +73,9 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     if noise_draws < 1:
       raise ValueError(f'noise_draws={noise_draws}; expected >= 1.')
     self.noise_draws = noise_draws
+    if t_power <= 0:
+      raise ValueError(f't_power={t_power}; expected > 0.')
+    self.t_power = t_power
     self.global_step = (global_step if global_step is not None else
                         orbit.utils.create_global_step())
     self._loss_sum = _first_replica_variable('loss_sum', tf.float32)
@@ -150,7 +157,8 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
     """Per-example `t [B * D]` and `eps [B * D, h, w, bits]`, independent of sharding.
 
     Example-major: the `D = noise_draws` draws of example `i` are rows
-    `i * D ... i * D + D - 1`; with `D = 1` this is one `t ~ U(0, 1)` each.
+    `i * D ... i * D + D - 1`; with `D = 1` this is one `t ~ U(0, 1)` each
+    (then `t ** t_power`).
     """
     context = tf.distribute.get_replica_context()
     local_batch = label_map.shape[0]
@@ -163,6 +171,8 @@ class Pix2SeqDTrainer(orbit.StandardTrainer):
       seeds = tf.random.experimental.stateless_split(self._draw_seed(index), 2)
       uniform = tf.random.stateless_uniform([draws], seed=seeds[0])
       t = (tf.range(draws, dtype=tf.float32) + uniform) / draws
+      if self.t_power != 1.0:
+        t = t**self.t_power
       eps = tf.random.stateless_normal([draws] + bits_shape, seed=seeds[1])
       return t, eps
 

@@ -477,3 +477,48 @@ def test_checkpoint_round_trip_restores_every_variable(tmp_path):
   status.expect_partial().assert_existing_objects_matched()
   for saved, restored in zip(model.decoder.variables, other.decoder.variables):
     np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
+
+
+def test_semantic_loss_adds_a_per_pixel_class_loss_on_the_encoder():
+  """`semantic_loss_weight`: + w * xent(1x1 conv(feature map), class channel)."""
+  images, label_map = _batch()
+  rng = np.random.RandomState(4)
+  t = tf.constant([0.1, 0.6, 0.3, 0.9], tf.float32)
+  noise = tf.constant(rng.normal(size=(4, 32, 32, 16)).astype(np.float32))
+  plain = _build()
+  model = _build(['build_model.semantic_loss_weight = 0.5'])
+  for source, target in zip(plain.weights, [w for w in model.weights
+                                            if 'semantic_head' not in w.path]):
+    target.assign(source)
+  assert model.semantic_head is not None and plain.semantic_head is None
+  base, _ = plain.compute_loss(images, label_map, t=t, noise=noise,
+                               training=False)
+  loss, aux = model.compute_loss(images, label_map, t=t, noise=noise,
+                                 training=False)
+  # Independently: the head on the un-repeated encoder output.
+  feature_map = model.encode(images)['feature_map']
+  logits = model.semantic_head(feature_map).numpy().astype(np.float64)
+  logits -= logits.max(-1, keepdims=True)
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  classes = label_map.numpy()[..., 0]
+  expected = -np.mean(np.take_along_axis(log_p, classes[..., None], -1))
+  assert float(aux['loss_semantic']) == pytest.approx(expected, rel=1e-5)
+  assert float(loss) == pytest.approx(float(base) + 0.5 * expected, rel=1e-5)
+  # The head trains the encoder only (and itself), never the decoder.
+  with tf.GradientTape() as tape:
+    semantic = model.compute_loss(images, label_map, t=t, noise=noise)[1][
+        'loss_semantic']
+  grads = tape.gradient(semantic, model.trainable_variables)
+  touched = {v.path.split('/')[1] for v, g in
+             zip(model.trainable_variables, grads) if g is not None}
+  assert touched == {'image_encoder', 'semantic_head'}, touched
+  assert 'semantic_logits' in model(model.dummy_inputs())
+
+
+def test_semantic_loss_needs_the_fused_map():
+  with pytest.raises(ValueError, match='fusion_dim > 0'):
+    _build(['build_model.semantic_loss_weight = 1.0',
+            'build_image_encoder.fusion_dim = 0',
+            "build_mask_decoder.conditioning = 'attn'"])
+  with pytest.raises(ValueError, match='must be >= 0'):
+    _build(['build_model.semantic_loss_weight = -1.0'])

@@ -253,9 +253,10 @@ def test_noise_draws_are_stratified_per_example():
   from tasks import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   import types  # pylint: disable=g-import-not-at-top
 
-  def draw(draws, seed=0, step=5):
+  def draw(draws, seed=0, step=5, t_power=1.0):
     fake = types.SimpleNamespace(
         noise_draws=draws, seed=seed, global_step=tf.constant(step, tf.int64),
+        t_power=t_power,
         model=types.SimpleNamespace(n_bits=(4, 4)))
     fake._draw_seed = lambda index: trainer_lib.Pix2SeqDTrainer._draw_seed(  # pylint: disable=protected-access
         fake, index)
@@ -273,6 +274,19 @@ def test_noise_draws_are_stratified_per_example():
   assert not np.array_equal(t.numpy(), t_other.numpy())
   t_one, _ = draw(1)
   assert t_one.shape == (3,) and np.all((t_one.numpy() >= 0) & (t_one.numpy() < 1))
+  # t_power warps the same stratified draws: t = u ** power.
+  t_warped, eps_warped = draw(4, t_power=2.0)
+  np.testing.assert_allclose(t_warped.numpy(), t.numpy()**2, rtol=1e-6)
+  np.testing.assert_array_equal(eps_warped.numpy(), eps.numpy())
+
+
+def test_t_power_must_be_positive():
+  from tasks import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match='t_power=0'):
+    trainer_lib.Pix2SeqDTrainer(
+        model=None, optimizer=None, ema=None,
+        strategy=tf.distribute.get_strategy(), train_dataset=None,
+        global_batch_size=2, total_steps=1, t_power=0.0)
 
 
 def test_coco_instances_tiny_on_real_photos(tmp_path, fixtures_dir):
