@@ -70,8 +70,10 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     self._summary_pictures = []
     self._last_metrics_json = 'null'
     self._class_to_dataset_id = {c['class_id']: c['id'] for c in self.categories}
-    self._stuff_class_ids = (postprocess.stuff_class_ids(self.categories)
-                             if self.stuff_as_one_segment else ())
+    self._postprocess = postprocess.Postprocessor.for_model(
+        model.n_bits, self.categories, min_pixels=min_pixels,
+        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
+        stuff_as_one_segment=self.stuff_as_one_segment)
     pq_categories = [dict(id=c['class_id'], name=c['name'], isthing=c['isthing'])
                      for c in self.categories]
     self._pq = panoptic_quality.PanopticQuality(pq_categories)
@@ -97,16 +99,7 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     outputs = sampler.sample(self.model, images, mask_size=self.mask_size,
                              num_steps=self.num_steps, td=self.td, seed=seed,
                              readout=self.readout)
-    return self._postprocess(outputs['label_map'], at='mask')
-
-  def _postprocess(self, label_map, at):
-    """Majority class and, where `min_pixels_at` says so, the size filter."""
-    return postprocess.postprocess_stage(
-        label_map, at, min_pixels=self.min_pixels,
-        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
-        num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=len(self.categories),
-        stuff_class_ids=self._stuff_class_ids)
+    return self._postprocess(outputs['label_map'], 'mask')
 
   def eval_begin(self):
     self._pq.reset()
@@ -166,7 +159,7 @@ class PanopticEvaluator(orbit.StandardEvaluator):
     pred = parsers.label_map_to_original(
         tf.constant(label_map), tf.constant(image_info), self.image_size)
     if self.min_pixels_at == 'original':
-      pred = self._postprocess(pred[tf.newaxis], at='original')[0]
+      pred = self._postprocess(pred[tf.newaxis], 'original')[0]
     pred = pred.numpy()
     height, width = pred.shape[:2]
     gt = labels['original_label_map'][:height, :width]

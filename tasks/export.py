@@ -102,6 +102,7 @@ from data import records
 from models import pix2seq_d
 from models import sampler
 from tasks import config
+from tasks import partial_restore
 from tasks import postprocess
 
 SIGNATURE_IMAGE_BYTES = 'serving_default'
@@ -300,8 +301,10 @@ class PanopticServingModule(tf.Module):
     self.void_votes = bool(void_votes)
     self.stuff_as_one_segment = postprocess.check_stuff_as_one_segment(
         stuff_as_one_segment)
-    self._stuff_class_ids = (postprocess.stuff_class_ids(categories)
-                             if self.stuff_as_one_segment else ())
+    self._postprocess = postprocess.Postprocessor.for_model(
+        model.n_bits, categories, min_pixels=self.min_pixels,
+        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
+        stuff_as_one_segment=self.stuff_as_one_segment)
     self.readout = sampler.check_readout(readout)
     self.pad_value = float(pad_value)
     self.antialias = bool(antialias)
@@ -389,19 +392,10 @@ class PanopticServingModule(tf.Module):
                              past_label_maps=past_label_maps,
                              trajectory_size=trajectory_size,
                              readout=self.readout)
-    label_map = self._postprocess(outputs['label_map'], at='mask')
+    label_map = self._postprocess(outputs['label_map'], 'mask')
     if trajectory_size:
       return label_map, outputs['trajectory']
     return label_map, tf.zeros([0], tf.int32)
-
-  def _postprocess(self, label_map, at):
-    """Majority class and, where `min_pixels_at` says so, the size filter."""
-    return postprocess.postprocess_stage(
-        label_map, at, min_pixels=self.min_pixels,
-        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
-        num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=len(self.categories),
-        stuff_class_ids=self._stuff_class_ids)
 
   def _to_original(self, label_map, image_info):
     """`[B, h, w, 2]` -> `[B, H_max, W_max, 2]` at the original sizes (void padded)."""
@@ -412,7 +406,7 @@ class PanopticServingModule(tf.Module):
       mask, info = args
       mask = parsers.label_map_to_original(mask, info, self.image_size)
       if self.min_pixels_at == 'original':
-        mask = self._postprocess(mask[tf.newaxis], at='original')[0]
+        mask = self._postprocess(mask[tf.newaxis], 'original')[0]
       size = tf.shape(mask)[:2]
       return tf.pad(mask, [[0, max_size[0] - size[0]],
                            [0, max_size[1] - size[1]], [0, 0]])
@@ -606,15 +600,7 @@ def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
   Raises:
     FileNotFoundError: naming where no checkpoint was found.
   """
-  path = checkpoint or model_dir
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise FileNotFoundError(f'no checkpoint found in {path}.')
-    return latest
-  if not tf.io.gfile.exists(path + '.index'):
-    raise FileNotFoundError(f'checkpoint {path} not found ({path}.index missing).')
-  return path
+  return partial_restore.resolve_checkpoint(checkpoint or model_dir)
 
 
 def restore_model(checkpoint_path: str):

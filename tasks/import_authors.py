@@ -35,24 +35,12 @@ from models import pix2seq_d
 from tasks import authors_config
 from tasks import authors_mapping
 from tasks import config
+from tasks import partial_restore
 
 KINDS = ('detection_encoder', 'pix2seq_d')
 MAPPING_NAME = 'authors_mapping.txt'
 ENCODER_GIN_NAME = 'encoder.gin'
 DEFAULT_MODEL_GIN = 'model/pix2seq_d.gin'
-
-
-def resolve_checkpoint(checkpoint: str) -> str:
-  """A checkpoint prefix from a prefix or a folder (its latest checkpoint)."""
-  if tf.io.gfile.isdir(checkpoint):
-    latest = tf.train.latest_checkpoint(checkpoint)
-    if latest is None:
-      raise FileNotFoundError(f'no checkpoint found in {checkpoint}.')
-    return latest
-  if not tf.io.gfile.exists(checkpoint + '.index'):
-    raise FileNotFoundError(f'checkpoint {checkpoint} not found '
-                            f'({checkpoint}.index missing).')
-  return checkpoint
 
 
 def _our_name(variable) -> str:
@@ -158,7 +146,7 @@ def import_checkpoint(checkpoint: str, kind: str, output_dir: str,
   """
   if kind not in KINDS:
     raise ValueError(f'--kind={kind!r} is not one of {list(KINDS)}.')
-  prefix = resolve_checkpoint(checkpoint)
+  prefix = partial_restore.resolve_checkpoint(checkpoint)
   if tf.io.gfile.exists(output_dir) and tf.train.latest_checkpoint(output_dir):
     raise ValueError(f'{output_dir} already holds a checkpoint; choose an empty '
                      'output folder.')

@@ -26,6 +26,23 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
 
 
+def resolve_checkpoint(path: str) -> str:
+  """A checkpoint prefix from a prefix or a folder (the folder's latest checkpoint).
+
+  Raises:
+    FileNotFoundError: naming the folder without a checkpoint, or the prefix
+      whose `.index` file is missing.
+  """
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+      raise FileNotFoundError(f'no checkpoint found in {path}.')
+    return latest
+  if not tf.io.gfile.exists(path + '.index'):
+    raise FileNotFoundError(f'checkpoint {path} not found ({path}.index missing).')
+  return path
+
+
 def _object_graph(reader) -> trackable_object_graph_pb2.TrackableObjectGraph:
   graph = trackable_object_graph_pb2.TrackableObjectGraph()
   graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))

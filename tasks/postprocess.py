@@ -24,6 +24,7 @@ Steps 1–2 are static-shape TF: they run inside the compiled sampler graph and
 in the SavedModel. Step 3 changes the shape per image.
 """
 
+import dataclasses
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -228,3 +229,52 @@ def postprocess_stage(label_map: tf.Tensor, stage: str, *, min_pixels: int,
       label_map, min_pixels if stage == min_pixels_at else 0, num_ids=num_ids,
       num_classes=num_classes, num_valid_classes=num_valid_classes,
       void_votes=void_votes, stuff_class_ids=stuff_class_ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class Postprocessor:
+  """One model's post-processing settings, applied per stage (`postprocess_stage`).
+
+  The evaluator, the serving module, the video segmenter and the quickstart's
+  pictures each hold one (`for_model`) instead of repeating the arguments.
+  Call it as `postprocessor(label_map, stage)` with `stage` 'mask' (the
+  generated masks) or 'original' (a mask mapped back to its image size).
+  """
+  min_pixels: int
+  min_pixels_at: str = 'mask'
+  void_votes: bool = False
+  num_ids: int = 256
+  num_classes: int = 256
+  num_valid_classes: int = 0
+  stuff_class_ids: Tuple[int, ...] = ()
+
+  def __post_init__(self):
+    check_min_pixels_at(self.min_pixels_at)
+
+  @classmethod
+  def for_model(cls, n_bits: Sequence[int], categories: Sequence[dict], *,
+                min_pixels: int, min_pixels_at: str = 'mask',
+                void_votes: bool = False,
+                stuff_as_one_segment: bool = False) -> 'Postprocessor':
+    """Settings for a model with `n_bits` (class, instance) and a category table.
+
+    Args:
+      n_bits: the model's bits per group.
+      categories: the `categories.json` table (sets the valid classes and,
+        with `stuff_as_one_segment`, the stuff classes to merge).
+      min_pixels, min_pixels_at, void_votes: as in `postprocess_stage`.
+      stuff_as_one_segment: each stuff class one segment per image.
+    """
+    merge = check_stuff_as_one_segment(stuff_as_one_segment)
+    return cls(min_pixels=int(min_pixels), min_pixels_at=min_pixels_at,
+               void_votes=bool(void_votes), num_ids=2**n_bits[1],
+               num_classes=2**n_bits[0], num_valid_classes=len(categories),
+               stuff_class_ids=stuff_class_ids(categories) if merge else ())
+
+  def __call__(self, label_map: tf.Tensor, stage: str = 'mask') -> tf.Tensor:
+    return postprocess_stage(
+        label_map, stage, min_pixels=self.min_pixels,
+        min_pixels_at=self.min_pixels_at, void_votes=self.void_votes,
+        num_ids=self.num_ids, num_classes=self.num_classes,
+        num_valid_classes=self.num_valid_classes,
+        stuff_class_ids=self.stuff_class_ids)

@@ -78,9 +78,6 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
   if stuff_as_one_segment is None:
     stuff_as_one_segment = bool(
         config.gin_value('build_evaluator.stuff_as_one_segment'))
-  stuff_ids = (postprocess.stuff_class_ids(categories)
-               if postprocess.check_stuff_as_one_segment(stuff_as_one_segment)
-               else ())
   if readout is None:
     readout = config.gin_value('build_evaluator.readout') or 'threshold'
   sampler.check_readout(readout)
@@ -98,10 +95,9 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
                            num_steps=num_steps, td=td,
                            seed=tf.constant([seed, 0], tf.int32),
                            trajectory_size=num_steps, readout=readout)
-  predictions = postprocess.majority_class_and_min_pixels(
-      outputs['label_map'], min_pixels, num_ids=2**n_bits[1],
-      num_classes=2**n_bits[0], num_valid_classes=len(categories),
-      stuff_class_ids=stuff_ids)
+  predictions = postprocess.Postprocessor.for_model(
+      n_bits, categories, min_pixels=min_pixels,
+      stuff_as_one_segment=stuff_as_one_segment)(outputs['label_map'])
 
   overlay_dir = os.path.join(output_dir, 'overlays')
   tf.io.gfile.makedirs(overlay_dir)
@@ -130,9 +126,8 @@ def write_pictures(model_dir: str, output_dir: str, *, num_images: int = 8,
   # Trajectory: the image, then the (majority-class) label map of each step.
   panel = (image_size[0] * display_scale, image_size[1] * display_scale)
   first = visualize.upscale_nearest((images[0].numpy() * 255).round().astype(np.uint8), panel)
-  steps = postprocess.majority_class_and_min_pixels(
-      outputs['trajectory'][:, 0], 0, num_ids=2**n_bits[1], num_classes=2**n_bits[0],
-      num_valid_classes=len(categories)).numpy()
+  steps = postprocess.Postprocessor.for_model(n_bits, categories, min_pixels=0)(
+      outputs['trajectory'][:, 0]).numpy()
   panels = [first] + [visualize.upscale_nearest(visualize.segment_colors(s, categories), panel)
                       for s in steps]
   path = os.path.join(output_dir, 'trajectory.png')

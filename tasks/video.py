@@ -62,6 +62,9 @@ class StreamingSegmenter:
     self.seed = seed
     self.num_valid_classes = num_valid_classes
     self.readout = sampler.check_readout(readout)
+    self._postprocess = postprocess.Postprocessor(
+        min_pixels=int(min_pixels), num_ids=2**model.n_bits[1],
+        num_classes=2**model.n_bits[0], num_valid_classes=num_valid_classes)
     self._frame_fn = tf.function(self._segment_frame, jit_compile=jit_compile)
     self.reset()
 
@@ -77,10 +80,7 @@ class StreamingSegmenter:
                              num_steps=num_steps, td=td, seed=seed,
                              past_label_maps=past_label_maps,
                              readout=self.readout)
-    return postprocess.majority_class_and_min_pixels(
-        outputs['label_map'], self.min_pixels,
-        num_ids=2**self.model.n_bits[1], num_classes=2**self.model.n_bits[0],
-        num_valid_classes=self.num_valid_classes)
+    return self._postprocess(outputs['label_map'], 'mask')
 
   def __call__(self, image) -> np.ndarray:
     """Segments the next frame.

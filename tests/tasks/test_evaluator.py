@@ -43,7 +43,7 @@ def _evaluate(evaluator, pairs):
   """Post-processes and scores `[(prediction, ground truth)]`; returns metrics."""
   evaluator.eval_begin()
   for pred, gt in pairs:
-    processed = evaluator._postprocess(tf.constant(pred[None]), at='mask')  # pylint: disable=protected-access
+    processed = evaluator._postprocess(tf.constant(pred[None]), 'mask')  # pylint: disable=protected-access
     evaluator._score_one(processed.numpy()[0], _labels(gt))  # pylint: disable=protected-access
   return evaluator.eval_end()
 
@@ -108,7 +108,7 @@ def test_split_thing_and_crowd_ground_truth(tmp_path):
   # As a crowd region the disc is not evaluated.
   evaluator = _evaluator(tmp_path)
   evaluator.eval_begin()
-  processed = evaluator._postprocess(tf.constant(pred[None]), at='mask')  # pylint: disable=protected-access
+  processed = evaluator._postprocess(tf.constant(pred[None]), 'mask')  # pylint: disable=protected-access
   evaluator._score_one(processed.numpy()[0], _labels(GT, crowd=[1]))  # pylint: disable=protected-access
   metrics = evaluator.eval_end()
   assert metrics['split'] == 0.0

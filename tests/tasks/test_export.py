@@ -523,7 +523,7 @@ def test_serving_merges_stuff_segments_and_takes_the_readout():
         model, categories=categories, image_size=(64, 64), mask_size=(32, 32),
         min_pixels=0, stuff_as_one_segment=merge)
     outputs[merge] = module._postprocess(  # pylint: disable=protected-access
-        tf.constant(label_map), at='mask').numpy()[0]
+        tf.constant(label_map), 'mask').numpy()[0]
     assert module.export_info()['stuff_as_one_segment'] is merge
   np.testing.assert_array_equal(outputs[False], label_map[0])
   sky = label_map[0, ..., 0] == 2

@@ -1,6 +1,7 @@
 """Tests for tasks/postprocess.py (REFERENCE §6 post-processing)."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from data import parsers
@@ -198,3 +199,29 @@ def test_stuff_class_ids_from_categories_and_bad_option():
     assert 'stuff_as_one_segment' in str(e)
   else:
     raise AssertionError('a string was accepted')
+
+
+def test_postprocessor_for_model_holds_the_settings_of_postprocess_stage():
+  categories = [dict(id=1, class_id=1, isthing=1), dict(id=101, class_id=2, isthing=0),
+                dict(id=102, class_id=3, isthing=0)]
+  post = postprocess.Postprocessor.for_model(
+      (3, 4), categories, min_pixels=2, stuff_as_one_segment=True)
+  assert (post.num_classes, post.num_ids, post.num_valid_classes,
+          post.stuff_class_ids) == (8, 16, 3, (2, 3))
+  classes = np.array([[2, 2, 2, 1, 1], [2, 2, 3, 3, 1], [1, 1, 3, 3, 0]])
+  ids = np.array([[5, 5, 5, 1, 1], [6, 6, 7, 8, 1], [2, 2, 7, 8, 9]])
+  label_map = np.stack([classes, ids], -1)[None]
+  expected = postprocess.postprocess_stage(
+      label_map, 'mask', min_pixels=2, num_ids=16, num_classes=8,
+      num_valid_classes=3, stuff_class_ids=(2, 3))
+  np.testing.assert_array_equal(post(label_map, 'mask'), expected)
+  # 'original' is a no-op unless min_pixels counts there.
+  np.testing.assert_array_equal(post(label_map, 'original'), label_map)
+  no_merge = postprocess.Postprocessor.for_model((3, 4), categories, min_pixels=0)
+  assert no_merge.stuff_class_ids == ()
+  with pytest.raises(ValueError, match='min_pixels_at'):
+    postprocess.Postprocessor.for_model((3, 4), categories, min_pixels=0,
+                                        min_pixels_at='image')
+  with pytest.raises(ValueError, match='stuff_as_one_segment'):
+    postprocess.Postprocessor.for_model((3, 4), categories, min_pixels=0,
+                                        stuff_as_one_segment='yes')
