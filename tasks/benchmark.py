@@ -722,12 +722,24 @@ def run_phase(phase: str, settings: Settings, args: Sequence = (),
   return result
 
 
+def _run_phase_child(phase: str, settings: Settings, args: Sequence = ()
+                     ) -> dict:
+  """`run_phase` as the spawned process runs it: an error comes back as a
+  RuntimeError naming the phase and the original error (gin re-raises errors
+  as classes made on the fly, which cannot be pickled back to the parent)."""
+  try:
+    return run_phase(phase, settings, args, True)
+  except Exception as error:  # pylint: disable=broad-except
+    raise RuntimeError(f'benchmark phase {phase!r} failed: '
+                       f'{type(error).__name__}: {error}') from None
+
+
 def _run_phase_isolated(phase: str, settings: Settings, args: Sequence = ()
                         ) -> dict:
   """`run_phase` in a fresh spawned process (own TF runtime, own ru_maxrss)."""
   context = multiprocessing.get_context('spawn')
   with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-    return pool.submit(run_phase, phase, settings, tuple(args), True).result()
+    return pool.submit(_run_phase_child, phase, settings, tuple(args)).result()
 
 
 # ----------------------------------------------------------- the benchmark ---

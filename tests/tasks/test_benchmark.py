@@ -192,6 +192,18 @@ def test_a_phase_in_its_own_process_reports_that_process_peak():
   assert memory['process_peak_rss_bytes'] >= memory['phase_peak_rss_bytes'] > 100e6
 
 
+def test_an_error_in_a_phase_comes_back_named():
+  """A gin-raised error in the child reaches the parent (it was unpicklable)."""
+  settings = benchmark.Settings(
+      gin_files=('model/pix2seq_d_tiny.gin',), warmup=0,
+      gin_bindings=('build_image_encoder.drop_path_rate = 0.1',
+                    'build_image_encoder.recompute_blocks = True'))
+  with pytest.raises(RuntimeError, match="phase 'training' failed: ValueError: "
+                     'build_image_encoder.recompute_blocks needs'):
+    benchmark._run_phase_isolated(  # pylint: disable=protected-access
+        'training', settings, ('no_xla_ema',))
+
+
 def test_einsum_and_graph_flops_match_the_formulas():
   dense = keras.layers.Dense(8)
   conv = keras.layers.Conv2D(4, 3, padding='same')
