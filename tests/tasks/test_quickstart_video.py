@@ -34,7 +34,7 @@ def test_smoke_video_quickstart_writes_summary_pictures_and_gif(tmp_path):
   assert written['parameters']['total_params'] > 100_000
   settings = written['settings']
   assert settings['n_bits'] == [4, 4]
-  assert settings['b_scale'] == pytest.approx(0.1)
+  assert settings['b_scale'] == pytest.approx(0.2)  # quickstart_video.gin
   assert settings['loss_p'] == pytest.approx(0.2)
   assert settings['num_past_frames'] == 2
   assert settings['past_frame_offsets'] == [-2, -1]
