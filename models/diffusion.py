@@ -118,16 +118,3 @@ def step_times(step, num_steps, td) -> tuple:
   t_now = 1.0 - step / num_steps_f
   t_next = tf.maximum(1.0 - (step + 1.0 + td) / num_steps_f, 0.0)
   return t_now, t_next
-
-
-def sampling_times(num_steps, td) -> tuple:
-  """Every step's `step_times`: the `(t_now, t_next)` pairs of Algorithm 2.
-
-  Args:
-    num_steps: int (Python or scalar tensor) `S`, the number of decoder calls.
-    td: float (Python or scalar tensor) time difference `td` (paper §3.3).
-
-  Returns:
-    `(t_now, t_next)`, two float32 `[S]` tensors.
-  """
-  return step_times(tf.range(tf.cast(num_steps, tf.int32)), num_steps, td)
