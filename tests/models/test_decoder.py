@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from models import decoder as decoder_lib
 from models import layers
+from tests.models import recompute_checks
 
 
 def _tiny_decoder(**overrides):
@@ -175,22 +176,13 @@ def test_recomputed_blocks_give_the_same_outputs_and_gradients():
       loss = tf.reduce_sum(tf.square(decoder(**inputs, training=True)))
     return loss, tape.gradient(loss, decoder.trainable_variables)
 
-  loss_a, grads_a = grads(plain)
-  loss_b, grads_b = grads(remat)
-  np.testing.assert_allclose(float(loss_a), float(loss_b), rtol=1e-6)
-  assert len(grads_a) == len(grads_b) and all(g is not None for g in grads_b)
-  for a, b in zip(grads_a, grads_b):
-    scale = float(np.abs(a.numpy()).max())
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3,
-                               atol=1e-5 * scale)
+  recompute_checks.assert_same_loss_and_gradients(grads(plain), grads(remat),
+                                                  rtol=1e-3)
   # The backward pass really recomputes: the blocks' convolutions run twice.
-  graph = grads.get_concrete_function(remat).graph
-  def conv_count(graph):
-    count = sum(op.type == 'Conv2D' for op in graph.get_operations())
-    for function in graph._functions.values():  # pylint: disable=protected-access
-      count += sum(op.type == 'Conv2D' for op in function.graph.get_operations())
-    return count
-  assert conv_count(graph) > conv_count(grads.get_concrete_function(plain).graph)
+  assert (recompute_checks.op_count(grads.get_concrete_function(remat).graph,
+                                    'Conv2D') >
+          recompute_checks.op_count(grads.get_concrete_function(plain).graph,
+                                    'Conv2D'))
   with pytest.raises(ValueError, match='dropout_rate = 0'):
     _tiny_decoder(recompute_blocks=True, dropout_rate=0.1)
 

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from models import encoder as encoder_lib
 from models import layers
+from tests.models import recompute_checks
 
 
 def _tiny_encoder(**overrides):
@@ -209,14 +210,6 @@ def test_sync_batch_norm_reaches_every_batch_norm():
                  if isinstance(l, keras.layers.BatchNormalization))
 
 
-def _op_count(graph, op_type):
-  """Ops of `op_type` in a graph and in the functions it calls (the recomputation)."""
-  count = sum(op.type == op_type for op in graph.get_operations())
-  for function in graph._functions.values():  # pylint: disable=protected-access
-    count += sum(op.type == op_type for op in function.graph.get_operations())
-  return count
-
-
 def test_recomputed_blocks_give_the_same_gradients_and_batch_statistics():
   images = tf.random.stateless_uniform([2, 64, 64, 3], seed=[3, 4])
   encoders = {}
@@ -240,14 +233,8 @@ def test_recomputed_blocks_give_the_same_gradients_and_batch_statistics():
               tf.reduce_sum(tf.square(out['tokens'])))
     return loss, tape.gradient(loss, encoder.trainable_variables)
 
-  loss_a, grads_a = grads(encoders[False])
-  loss_b, grads_b = grads(encoders[True])
-  np.testing.assert_allclose(float(loss_a), float(loss_b), rtol=1e-6)
-  assert len(grads_a) == len(grads_b) and all(g is not None for g in grads_b)
-  for a, b in zip(grads_a, grads_b):
-    scale = float(np.abs(a.numpy()).max())
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5,
-                               atol=1e-5 * scale)
+  recompute_checks.assert_same_loss_and_gradients(
+      grads(encoders[False]), grads(encoders[True]), rtol=1e-5)
   # The BatchNorm statistics moved once in both (the ResNet is not recomputed).
   for a, b in zip(encoders[False].non_trainable_weights,
                   encoders[True].non_trainable_weights):
@@ -255,7 +242,7 @@ def test_recomputed_blocks_give_the_same_gradients_and_batch_statistics():
   # The backward pass really recomputes: attention einsums and fusion convs.
   graph_a = grads.get_concrete_function(encoders[False]).graph
   graph_b = grads.get_concrete_function(encoders[True]).graph
-  assert _op_count(graph_b, 'Einsum') > _op_count(graph_a, 'Einsum')
-  assert _op_count(graph_b, 'Conv2D') > _op_count(graph_a, 'Conv2D')
+  assert recompute_checks.op_count(graph_b, 'Einsum') > recompute_checks.op_count(graph_a, 'Einsum')
+  assert recompute_checks.op_count(graph_b, 'Conv2D') > recompute_checks.op_count(graph_a, 'Conv2D')
   with pytest.raises(ValueError, match='recompute_blocks needs dropout_rate'):
     _tiny_encoder(recompute_blocks=True, drop_path_rate=0.1)
