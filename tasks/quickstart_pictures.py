@@ -22,6 +22,7 @@ from data import source_files
 from models import pix2seq_d
 from models import sampler
 from tasks import config
+from tasks import partial_restore
 from tasks import postprocess
 from tasks import visualize
 
@@ -37,9 +38,7 @@ def restore_for_inference(model_dir: str):
   Returns:
     The model (`pix2seq_d.restore_for_inference`: no EMA shadow copy).
   """
-  latest = tf.train.latest_checkpoint(model_dir)
-  if latest is None:
-    raise FileNotFoundError(f'no checkpoint in {model_dir}.')
+  latest = partial_restore.resolve_checkpoint(model_dir)
   model = pix2seq_d.build_model()
   pix2seq_d.restore_for_inference(model, latest)
   return model

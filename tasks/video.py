@@ -58,9 +58,7 @@ class StreamingSegmenter:
     self.first_frame_steps = first_frame_steps
     self.later_frame_steps = later_frame_steps
     self.td = td
-    self.min_pixels = min_pixels
     self.seed = seed
-    self.num_valid_classes = num_valid_classes
     self.readout = sampler.check_readout(readout)
     self._postprocess = postprocess.Postprocessor(
         min_pixels=int(min_pixels), num_ids=2**model.n_bits[1],
