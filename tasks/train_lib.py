@@ -166,6 +166,7 @@ def run_experiment(model_dir: str,
                    eval_steps: Optional[int] = None,
                    eval_timeout: Optional[int] = None,
                    evaluator_builder=None,
+                   model_builder=None,
                    argv: Sequence[str] = (),
                    time_budget: Optional[budget_lib.TimeBudget] = None) -> dict:
   """Runs one experiment; everything not named here comes from gin.
@@ -197,6 +198,9 @@ def run_experiment(model_dir: str,
     evaluator_builder: builds the evaluator (default: the panoptic PQ one,
       `tasks.evaluator.build_evaluator`; video experiments bind
       `@build_video_evaluator`).
+    model_builder: builds the model (default: `pix2seq_d.build_model`); the
+      encoder-pretraining stage binds `@build_semantic_pretrainer`
+      (models/semantic_pretrainer.py; mode 'train' only: it has no sampler).
     argv: the command line, recorded in model_dir.
     time_budget: mode 'train' only: train until this `TimeBudget`'s deadline
       instead of to `train_steps`, re-planning the total steps (and the
@@ -214,6 +218,9 @@ def run_experiment(model_dir: str,
     raise ValueError(f'--mode={mode!r} is not one of {list(MODES)}.')
   if time_budget is not None and mode != 'train':
     raise ValueError(f"time_budget needs mode='train', got mode={mode!r}.")
+  if model_builder is not None and mode != 'train':
+    raise ValueError(f'run_experiment.model_builder={model_builder!r} trains '
+                     f"only (mode='train'), got mode={mode!r}.")
   keras.utils.set_random_seed(seed)
   summary_interval = summary_interval or steps_per_loop
   eval_batch_size = eval_batch_size or global_batch_size
@@ -222,7 +229,7 @@ def run_experiment(model_dir: str,
   training = mode in ('train', 'train_and_eval')
   ema = optimizer = planned_steps = None
   with strategy.scope():
-    model = pix2seq_d.build_model()
+    model = (model_builder or pix2seq_d.build_model)()
     # Evaluation alone needs no optimizer state and no second copy of the
     # weights: the checkpoint's EMA averages are read into the model itself.
     if training:

@@ -8,6 +8,7 @@ import gin
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from tasks import config
 from tasks import distribute
@@ -17,8 +18,12 @@ from tasks import quickstart_schedule
 
 def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
   output_dir = str(tmp_path / 'qs')
+  # With the encoder-pretraining stage (off by default; its path is a
+  # superset of the default one): 2 steps of it, then 4 of diffusion.
   summary = quickstart.run_quickstart(
       output_dir, gin_files=['experiments/quickstart_smoke.gin'],
+      gin_bindings=['quickstart_settings.encoder_pretrain_fraction = 0.2',
+                    'quickstart_settings.encoder_pretrain_steps = 2'],
       train_steps=4, argv=['test'])
   with open(os.path.join(output_dir, quickstart.SUMMARY_NAME)) as f:
     written = json.load(f)
@@ -27,7 +32,15 @@ def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
               'miou_stuff', 'merged', 'split'):
     assert 0.0 <= written['val'][key] <= 1.0
   assert written['train_steps'] == 4
-  for stage in ('data', 'train', 'eval', 'pictures', 'total'):
+  assert written['encoder_pretrain'] == {'train_steps': 2}
+  pretrain_dir = os.path.join(output_dir, 'encoder_pretrain')
+  assert tf.train.latest_checkpoint(pretrain_dir).endswith('-2')
+  # The diffusion run started from that encoder (and recorded it).
+  with open(os.path.join(written['model_dir'], config.CONFIG_NAME)) as f:
+    recorded = ' '.join(f.read().replace('\\\n', ' ').split())  # Unwrapped.
+  assert f"run_experiment.init_checkpoint = '{pretrain_dir}'" in recorded
+  assert "run_experiment.init_checkpoint_parts = 'encoder'" in recorded
+  for stage in ('data', 'pretrain', 'train', 'eval', 'pictures', 'total'):
     assert written['seconds'][stage] >= 0.0
   assert written['parameters']['total_params'] > 100_000
   assert written['settings']['n_bits'] == [4, 4]
@@ -121,6 +134,17 @@ def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
         str(tmp_path / 'model'), None, 15.0, start, 7, settings, stages)
     assert time_budget is None and schedule == {'train_steps': 7}
     assert gin.query_parameter('run_experiment.train_steps') == 7
+    # The encoder-pretraining stage takes its share of the training time
+    # left: at 100 s of 810, 0.2 * 710 s; the diffusion stage gets the rest.
+    assert quickstart.encoder_pretrain_deadline(
+        15.0, 1000.0, 0.2, clock=lambda: 1100.0) == pytest.approx(1100.0 + 142.0)
+    assert quickstart.encoder_pretrain_deadline(
+        15.0, 1000.0, 0.2, clock=lambda: 3000.0) == 3000.0  # Past the end.
+    for bad in (1.0, -0.1):
+      gin.bind_parameter('quickstart_settings.encoder_pretrain_fraction', bad)
+      with pytest.raises(ValueError, match='encoder_pretrain_fraction'):
+        quickstart.quickstart_settings()
+    gin.bind_parameter('quickstart_settings.encoder_pretrain_fraction', 0.2)
     gin.bind_parameter('quickstart_settings.replan_budget', 'yes')
     with pytest.raises(ValueError, match='replan_budget'):
       quickstart.quickstart_settings()
