@@ -39,16 +39,15 @@ from data import coco_panoptic
 from data import source_files
 from data import synthetic
 from models import pix2seq_d
-from tasks import budget as budget_lib
 from tasks import config
 from tasks import distribute
 from tasks import export
 from tasks import quickstart_pictures
+from tasks import quickstart_pretrain
 from tasks import quickstart_schedule
 from tasks import train_lib
 
 SUMMARY_NAME = 'summary.json'
-ENCODER_PRETRAIN_GIN = 'experiments/encoder_pretrain.gin'
 DATA_SETTINGS_NAME = 'settings.json'
 
 
@@ -184,7 +183,8 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
                         initial_steps_per_minute: float = 120.0,
                         encoder_pretrain_fraction: float = 0.0,
                         encoder_pretrain_steps: Optional[int] = None,
-                        encoder_pretrain_gin: str = ENCODER_PRETRAIN_GIN,
+                        encoder_pretrain_gin: str = (
+                            quickstart_pretrain.ENCODER_PRETRAIN_GIN),
                         encoder_pretrain_steps_per_minute: float = 900.0) -> dict:
   """Settings of the chain itself (gin: `quickstart_settings.export = False`).
 
@@ -200,8 +200,8 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
       rate; the quickstart's first loop is its warmup).
     encoder_pretrain_fraction: the share of the training time spent first
       on training the image encoder alone on each pixel's class
-      (`pretrain_encoder`; the diffusion training then starts from that
-      encoder); 0 = no such stage.
+      (tasks/quickstart_pretrain.py; the diffusion training then starts
+      from that encoder); 0 = no such stage.
     encoder_pretrain_steps: that stage's steps when the diffusion training's
       steps are given (`train_steps`, tests); default: as many.
     encoder_pretrain_gin: the stage's gin file, parsed after the experiment's.
@@ -231,59 +231,6 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
               encoder_pretrain_gin=encoder_pretrain_gin,
               encoder_pretrain_steps_per_minute=float(
                   encoder_pretrain_steps_per_minute))
-
-
-def encoder_pretrain_deadline(minutes: float, start_time: float,
-                              fraction: float, clock=time.time) -> float:
-  """When the encoder-pretraining stage ends: `fraction` of the training time left.
-
-  Training (both stages) ends `overhead_minutes` before the budget
-  (`quickstart_schedule.make_time_budget`); the diffusion training that
-  follows the stage gets the rest.
-  """
-  end = quickstart_schedule.make_time_budget(minutes, start_time, 1.0,
-                                             clock=clock).deadline
-  now = float(clock())
-  return now + fraction * max(end - now, 0.0)
-
-
-def pretrain_encoder(pretrain_dir: str, strategy, gin_files: Sequence[str],
-                     bindings: Sequence[str], settings: dict,
-                     deadline: Optional[float], train_steps: Optional[int],
-                     argv: Sequence[str] = ()) -> dict:
-  """The encoder-pretraining stage: the image encoder alone on pixel classes.
-
-  The paper starts from a pre-trained encoder (§4); at the quickstart's scale
-  there is none, and the tiny encoder learns to tell the shapes apart slowly
-  inside diffusion training (README "What limits the quickstart"). This
-  trains it alone (models/semantic_pretrainer.py, ~7x the steps per second)
-  until `deadline` (re-planned like the main training) or for a fixed step
-  count, under `settings['encoder_pretrain_gin']` parsed after `gin_files`.
-  The gin config is left cleared: the caller parses its own again.
-
-  Returns:
-    `{'train_steps', 'budget'?}`: what the stage trained (and planned).
-  """
-  if tf.io.gfile.exists(pretrain_dir):
-    tf.io.gfile.rmtree(pretrain_dir)
-  gin.clear_config()
-  config.parse_gin(list(gin_files) + [settings['encoder_pretrain_gin']],
-                   list(bindings), finalize=False)
-  time_budget = None
-  if deadline is not None:
-    time_budget = budget_lib.TimeBudget(
-        deadline, initial_steps_per_second=(
-            settings['encoder_pretrain_steps_per_minute'] / 60.0))
-    train_steps = time_budget.plan(0)
-  gin.bind_parameter('run_experiment.train_steps', int(train_steps))
-  trained = train_lib.run_experiment(pretrain_dir, 'train', strategy,
-                                     argv=list(argv) or ['quickstart'],
-                                     time_budget=time_budget)
-  gin.clear_config()
-  result = {'train_steps': trained['global_step']}
-  if time_budget is not None:
-    result['budget'] = time_budget.summary()
-  return result
 
 
 def run_quickstart(output_dir: str,
@@ -326,20 +273,11 @@ def run_quickstart(output_dir: str,
     tf.io.gfile.rmtree(model_dir)
   pretrained = None
   if settings['encoder_pretrain_fraction'] > 0:
-    pretrain_dir = os.path.join(output_dir, 'encoder_pretrain')
-    deadline = pretrain_steps = None
-    if train_steps is None:
-      deadline = encoder_pretrain_deadline(
-          minutes, start, settings['encoder_pretrain_fraction'])
-    else:
-      pretrain_steps = settings['encoder_pretrain_steps'] or train_steps
     with stages('pretrain'):
-      pretrained = pretrain_encoder(
-          pretrain_dir, strategy, gin_files, bindings, settings, deadline,
-          pretrain_steps, argv)
-    bindings += [f"run_experiment.init_checkpoint = '{pretrain_dir}'",
-                 "run_experiment.init_checkpoint_parts = 'encoder'"]
-    config.parse_gin(gin_files, bindings, finalize=False)
+      pretrained, init_bindings = quickstart_pretrain.pretrain_encoder_stage(
+          os.path.join(output_dir, 'encoder_pretrain'), strategy, gin_files,
+          bindings, settings, minutes, start, train_steps, argv)
+    config.parse_gin(gin_files, bindings + init_bindings, finalize=False)
   schedule, time_budget = quickstart_schedule.plan_training(model_dir, strategy, minutes, start,
                                         train_steps, settings, stages, argv)
   with stages('train'):

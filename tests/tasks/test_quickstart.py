@@ -13,6 +13,7 @@ import tensorflow as tf
 from tasks import config
 from tasks import distribute
 from tasks import quickstart
+from tasks import quickstart_pretrain
 from tasks import quickstart_schedule
 
 
@@ -136,9 +137,9 @@ def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
     assert gin.query_parameter('run_experiment.train_steps') == 7
     # The encoder-pretraining stage takes its share of the training time
     # left: at 100 s of 810, 0.2 * 710 s; the diffusion stage gets the rest.
-    assert quickstart.encoder_pretrain_deadline(
+    assert quickstart_pretrain.encoder_pretrain_deadline(
         15.0, 1000.0, 0.2, clock=lambda: 1100.0) == pytest.approx(1100.0 + 142.0)
-    assert quickstart.encoder_pretrain_deadline(
+    assert quickstart_pretrain.encoder_pretrain_deadline(
         15.0, 1000.0, 0.2, clock=lambda: 3000.0) == 3000.0  # Past the end.
     for bad in (1.0, -0.1):
       gin.bind_parameter('quickstart_settings.encoder_pretrain_fraction', bad)

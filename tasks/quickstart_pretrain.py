@@ -1,0 +1,108 @@
+"""The quickstart's optional first stage: the image encoder pretrained alone (issue 12).
+
+The paper starts from a pre-trained encoder (§4); at the quickstart's scale
+there is none, and the tiny encoder learns to tell the shapes apart slowly
+inside diffusion training (README "What limits the quickstart"). With
+`quickstart_settings.encoder_pretrain_fraction > 0` the quickstart first
+trains the encoder alone on each pixel's class (models/semantic_pretrainer.py,
+experiments/encoder_pretrain.gin parsed after the experiment's files; ~7x the
+steps per second of a diffusion step) for that share of the training time,
+then starts the diffusion training from its encoder
+(`init_checkpoint_parts = 'encoder'`).
+"""
+
+import time
+from typing import Optional, Sequence
+
+import gin
+import tensorflow as tf
+
+from tasks import budget as budget_lib
+from tasks import config
+from tasks import quickstart_schedule
+from tasks import train_lib
+
+ENCODER_PRETRAIN_GIN = 'experiments/encoder_pretrain.gin'
+
+
+def encoder_pretrain_deadline(minutes: float, start_time: float,
+                              fraction: float, clock=time.time) -> float:
+  """When the encoder-pretraining stage ends: `fraction` of the training time left.
+
+  Training (both stages) ends `overhead_minutes` before the budget
+  (`quickstart_schedule.make_time_budget`); the diffusion training that
+  follows the stage gets the rest.
+  """
+  end = quickstart_schedule.make_time_budget(minutes, start_time, 1.0,
+                                             clock=clock).deadline
+  now = float(clock())
+  return now + fraction * max(end - now, 0.0)
+
+
+def pretrain_encoder(pretrain_dir: str, strategy, gin_files: Sequence[str],
+                     bindings: Sequence[str], settings: dict,
+                     deadline: Optional[float], train_steps: Optional[int],
+                     argv: Sequence[str] = ()) -> dict:
+  """Trains the encoder alone (module docstring) under the stage's gin file.
+
+  `settings['encoder_pretrain_gin']` is parsed after `gin_files`; training
+  runs until `deadline` (re-planned at every loop, like the main training)
+  or, without one, for `train_steps`. The gin config is left cleared: the
+  caller parses its own again.
+
+  Returns:
+    `{'train_steps', 'budget'?}`: what the stage trained (and planned).
+  """
+  if tf.io.gfile.exists(pretrain_dir):
+    tf.io.gfile.rmtree(pretrain_dir)
+  gin.clear_config()
+  config.parse_gin(list(gin_files) + [settings['encoder_pretrain_gin']],
+                   list(bindings), finalize=False)
+  time_budget = None
+  if deadline is not None:
+    time_budget = budget_lib.TimeBudget(
+        deadline, initial_steps_per_second=(
+            settings['encoder_pretrain_steps_per_minute'] / 60.0))
+    train_steps = time_budget.plan(0)
+  gin.bind_parameter('run_experiment.train_steps', int(train_steps))
+  trained = train_lib.run_experiment(pretrain_dir, 'train', strategy,
+                                     argv=list(argv) or ['quickstart'],
+                                     time_budget=time_budget)
+  gin.clear_config()
+  result = {'train_steps': trained['global_step']}
+  if time_budget is not None:
+    result['budget'] = time_budget.summary()
+  return result
+
+
+def pretrain_encoder_stage(pretrain_dir: str, strategy, gin_files: Sequence[str],
+                           bindings: Sequence[str], settings: dict,
+                           minutes: float, start_time: float,
+                           train_steps: Optional[int],
+                           argv: Sequence[str] = ()) -> tuple:
+  """Runs the stage (its share of the time, or a step count) for the quickstart.
+
+  Args:
+    pretrain_dir: the stage's model_dir (replaced).
+    strategy: the distribution strategy.
+    gin_files, bindings: the experiment's gin files and bindings.
+    settings: `quickstart_settings()`.
+    minutes, start_time: the quickstart's budget and start.
+    train_steps: the diffusion training's explicit steps, or None (budget);
+      with them the stage trains `encoder_pretrain_steps` (default as many).
+
+  Returns:
+    `(summary, init_bindings)`: what the stage trained, and the bindings that
+    start the diffusion training from its encoder. The gin config is left
+    cleared.
+  """
+  deadline = pretrain_steps = None
+  if train_steps is None:
+    deadline = encoder_pretrain_deadline(
+        minutes, start_time, settings['encoder_pretrain_fraction'])
+  else:
+    pretrain_steps = settings['encoder_pretrain_steps'] or train_steps
+  summary = pretrain_encoder(pretrain_dir, strategy, gin_files, bindings,
+                             settings, deadline, pretrain_steps, argv)
+  return summary, [f"run_experiment.init_checkpoint = '{pretrain_dir}'",
+                   "run_experiment.init_checkpoint_parts = 'encoder'"]
