@@ -8,7 +8,7 @@ shapes), this is the stand-in: the same `ImageEncoder` with a 1x1 conv head
 reading every pixel's class from the fused feature map, trained with softmax
 cross entropy against the class channel of the panoptic label map (semantic
 segmentation, instance ids ignored). Without the mask decoder a step costs a
-fraction of a Pix2Seq-D step (quickstart: ~17 vs ~2.5 steps/s on 2 CPU cores),
+fraction of a Pix2Seq-D step (quickstart: ~21 vs ~2.5 steps/s on 2 CPU cores),
 so minutes of it teach the encoder what many minutes of diffusion training
 would (README "What limits the quickstart").
 
@@ -87,7 +87,7 @@ def build_semantic_pretrainer(encoder: Optional[keras.layers.Layer] = gin.REQUIR
 
   In gin: `build_semantic_pretrainer.encoder = @build_image_encoder()` and
   `build_semantic_pretrainer.n_bits = %N_BITS`, `.image_size = %IMAGE_SIZE`
-  (gin/experiments/quickstart_encoder_pretrain.gin; the image size only
+  (gin/experiments/encoder_pretrain.gin; the image size only
   sizes the call that creates the variables). Call inside `strategy.scope()`.
   """
   precision.set_dtype_policy()

@@ -39,48 +39,17 @@ def encoder_pretrain_deadline(minutes: float, start_time: float,
   return now + fraction * max(end - now, 0.0)
 
 
-def pretrain_encoder(pretrain_dir: str, strategy, gin_files: Sequence[str],
-                     bindings: Sequence[str], settings: dict,
-                     deadline: Optional[float], train_steps: Optional[int],
-                     argv: Sequence[str] = ()) -> dict:
-  """Trains the encoder alone (module docstring) under the stage's gin file.
-
-  `settings['encoder_pretrain_gin']` is parsed after `gin_files`; training
-  runs until `deadline` (re-planned at every loop, like the main training)
-  or, without one, for `train_steps`. The gin config is left cleared: the
-  caller parses its own again.
-
-  Returns:
-    `{'train_steps', 'budget'?}`: what the stage trained (and planned).
-  """
-  if tf.io.gfile.exists(pretrain_dir):
-    tf.io.gfile.rmtree(pretrain_dir)
-  gin.clear_config()
-  config.parse_gin(list(gin_files) + [settings['encoder_pretrain_gin']],
-                   list(bindings), finalize=False)
-  time_budget = None
-  if deadline is not None:
-    time_budget = budget_lib.TimeBudget(
-        deadline, initial_steps_per_second=(
-            settings['encoder_pretrain_steps_per_minute'] / 60.0))
-    train_steps = time_budget.plan(0)
-  gin.bind_parameter('run_experiment.train_steps', int(train_steps))
-  trained = train_lib.run_experiment(pretrain_dir, 'train', strategy,
-                                     argv=list(argv) or ['quickstart'],
-                                     time_budget=time_budget)
-  gin.clear_config()
-  result = {'train_steps': trained['global_step']}
-  if time_budget is not None:
-    result['budget'] = time_budget.summary()
-  return result
-
-
 def pretrain_encoder_stage(pretrain_dir: str, strategy, gin_files: Sequence[str],
                            bindings: Sequence[str], settings: dict,
                            minutes: float, start_time: float,
                            train_steps: Optional[int],
                            argv: Sequence[str] = ()) -> tuple:
-  """Runs the stage (its share of the time, or a step count) for the quickstart.
+  """Trains the encoder alone (module docstring) under the stage's gin file.
+
+  `settings['encoder_pretrain_gin']` is parsed after `gin_files`. Training
+  runs for the stage's share of the time (`encoder_pretrain_deadline`,
+  re-planned at every loop like the main training) or, when the diffusion
+  training's steps are given, for `encoder_pretrain_steps` (default as many).
 
   Args:
     pretrain_dir: the stage's model_dir (replaced).
@@ -88,21 +57,36 @@ def pretrain_encoder_stage(pretrain_dir: str, strategy, gin_files: Sequence[str]
     gin_files, bindings: the experiment's gin files and bindings.
     settings: `quickstart_settings()`.
     minutes, start_time: the quickstart's budget and start.
-    train_steps: the diffusion training's explicit steps, or None (budget);
-      with them the stage trains `encoder_pretrain_steps` (default as many).
+    train_steps: the diffusion training's explicit steps, or None (budget).
+    argv: the command line, recorded with the stage.
 
   Returns:
-    `(summary, init_bindings)`: what the stage trained, and the bindings that
-    start the diffusion training from its encoder. The gin config is left
-    cleared.
+    `(summary, init_bindings)`: what the stage trained (`{'train_steps',
+    'budget'?}`), and the bindings that start the diffusion training from its
+    encoder. The gin config is left cleared: the caller parses its own again.
   """
-  deadline = pretrain_steps = None
+  if tf.io.gfile.exists(pretrain_dir):
+    tf.io.gfile.rmtree(pretrain_dir)
+  gin.clear_config()
+  config.parse_gin(list(gin_files) + [settings['encoder_pretrain_gin']],
+                   list(bindings), finalize=False)
+  time_budget = None
   if train_steps is None:
-    deadline = encoder_pretrain_deadline(
-        minutes, start_time, settings['encoder_pretrain_fraction'])
+    time_budget = budget_lib.TimeBudget(
+        encoder_pretrain_deadline(minutes, start_time,
+                                  settings['encoder_pretrain_fraction']),
+        initial_steps_per_second=(
+            settings['encoder_pretrain_steps_per_minute'] / 60.0))
+    stage_steps = time_budget.plan(0)
   else:
-    pretrain_steps = settings['encoder_pretrain_steps'] or train_steps
-  summary = pretrain_encoder(pretrain_dir, strategy, gin_files, bindings,
-                             settings, deadline, pretrain_steps, argv)
+    stage_steps = settings['encoder_pretrain_steps'] or train_steps
+  gin.bind_parameter('run_experiment.train_steps', int(stage_steps))
+  trained = train_lib.run_experiment(pretrain_dir, 'train', strategy,
+                                     argv=list(argv) or ['quickstart'],
+                                     time_budget=time_budget)
+  gin.clear_config()
+  summary = {'train_steps': trained['global_step']}
+  if time_budget is not None:
+    summary['budget'] = time_budget.summary()
   return summary, [f"run_experiment.init_checkpoint = '{pretrain_dir}'",
                    "run_experiment.init_checkpoint_parts = 'encoder'"]

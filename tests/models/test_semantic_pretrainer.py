@@ -19,7 +19,7 @@ PRETRAIN = ['N_BITS = (4, 4)']
 def _build_pretrainer():
   config.parse_gin([TINY, 'experiments/encoder_pretrain.gin'], PRETRAIN,
                    finalize=False)
-  return gin.query_parameter('run_experiment.model_builder').scoped_configurable_fn()
+  return semantic_pretrainer.build_semantic_pretrainer()  # As the gin file binds it.
 
 
 def _batch(batch=2, seed=0):
