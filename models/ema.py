@@ -33,6 +33,8 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from models import precision
+
 # Bytes of variables whose updates run unordered within one chunk: the peak
 # of the update's temporaries (the paper model's largest variable is 4 MB).
 DEFAULT_CHUNK_BYTES = 16 * 2**20
@@ -168,12 +170,15 @@ def restore_averages(model, checkpoint_path: str) -> None:
     model: the built model the EMA was made for (same variable order).
     checkpoint_path: a training checkpoint prefix holding `ema`.
 
+  Each average is cast to its variable's dtype (`precision.read_checkpoint`:
+  a model built under the inference-only 'bfloat16' policy stores them in
+  bfloat16) and read one at a time.
+
   Raises:
     AssertionError: the checkpoint has no average for one of the variables.
   """
-  status = tf.train.Checkpoint(ema=averages_view(model)).read(checkpoint_path)
-  status.expect_partial()
-  status.assert_existing_objects_matched()
+  precision.read_checkpoint(tf.train.Checkpoint(ema=averages_view(model)),
+                            checkpoint_path)
 
 
 class _SwapBack:

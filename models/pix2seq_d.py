@@ -475,7 +475,9 @@ def restore_for_inference(model: Pix2SeqD, checkpoint_path: str) -> bool:
 
   The EMA averages when the gin config has an EMA (read straight into the
   model's variables, `ema.restore_averages`: no shadow copy, no optimizer
-  state), else the raw weights.
+  state), else the raw weights. Each tensor is cast to its variable's dtype
+  (`precision.read_checkpoint`), so a model built under the inference-only
+  'bfloat16' policy reads float32 training checkpoints.
 
   Returns:
     Whether the EMA averages were loaded.
@@ -483,9 +485,7 @@ def restore_for_inference(model: Pix2SeqD, checkpoint_path: str) -> bool:
   if ema_configured():
     ema_lib.restore_averages(model, checkpoint_path)
     return True
-  status = tf.train.Checkpoint(model=model).read(checkpoint_path)
-  status.expect_partial()
-  status.assert_existing_objects_matched()
+  precision.read_checkpoint(tf.train.Checkpoint(model=model), checkpoint_path)
   return False
 
 

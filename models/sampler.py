@@ -134,9 +134,14 @@ def sample(model, images: tf.Tensor, *, mask_size, num_steps, td, seed,
   x0 = tf.zeros_like(x_t)
   # The last step's label map (all void if num_steps is 0).
   label_map = tf.zeros([batch, height, width, len(model.n_bits)], tf.int32)
+  # parallel_iterations=1: the steps depend on each other anyway, but by
+  # default the executor runs the loop-invariant part of up to 10 future
+  # iterations ahead (under mixed_bfloat16: every decoder weight's bfloat16
+  # cast), holding 10 copies. Paper model, 20 steps, peak inference RSS
+  # 2.55 -> 1.77 GB (mixed_bfloat16), 1.69 -> 1.60 GB (float32); issue 15.
   _, _, x0, label_map, trajectory = tf.while_loop(
       lambda step, *_: step < num_steps, body,
-      (tf.constant(0), x_t, x0, label_map, trajectory))
+      (tf.constant(0), x_t, x0, label_map, trajectory), parallel_iterations=1)
   outputs = {'label_map': label_map, 'x0': x0}
   if trajectory_size:
     outputs['trajectory'] = trajectory

@@ -152,6 +152,8 @@ class Settings:
     dtype_policy: the model's dtype policy, one of `models.precision.POLICIES`
       (a `set_dtype_policy.policy` binding); '' = the gin config's (float32
       when unbound).
+    inference_dtype_policy: the inference phase's policy ('' = dtype_policy),
+      e.g. the inference-only 'bfloat16' beside training's 'mixed_bfloat16'.
     seed: model initialisation and noise seed.
   """
   gin_files: Sequence[str] = ('model/pix2seq_d.gin',)
@@ -167,6 +169,7 @@ class Settings:
   input_records: int = 64
   input_batches: int = 20
   dtype_policy: str = ''
+  inference_dtype_policy: str = ''
   seed: int = 0
 
   def __post_init__(self):
@@ -177,9 +180,11 @@ class Settings:
     if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
       raise ValueError(f'batch_size={self.batch_size} and repeats={self.repeats} '
                        f'must be >= 1, warmup={self.warmup} >= 0.')
-    if self.dtype_policy and self.dtype_policy not in precision.POLICIES:
-      raise ValueError(f'--dtype_policy={self.dtype_policy!r} is not one of '
-                       f"{['', *precision.POLICIES]} ('' = the gin config's).")
+    for flag in ('dtype_policy', 'inference_dtype_policy'):
+      value = getattr(self, flag)
+      if value and value not in precision.POLICIES:
+        raise ValueError(f'--{flag}={value!r} is not one of '
+                         f"{['', *precision.POLICIES]} ('' = the gin config's).")
     if not self.sampling_steps or min(self.sampling_steps) < 1:
       raise ValueError(f'sampling_steps={tuple(self.sampling_steps)} must be '
                        'positive step counts.')
@@ -418,15 +423,19 @@ def machine_info() -> dict:
 # ----------------------------------------------------------------- phases ---
 
 
-def configure(settings: Settings, extra_bindings: Sequence[str] = ()) -> None:
-  """Parses the settings' gin (cleared first), with `dtype_policy` as a binding.
+def configure(settings: Settings, extra_bindings: Sequence[str] = (),
+              phase: str = '') -> None:
+  """Parses the settings' gin (cleared first), with the dtype policy as a binding.
 
-  The model builders apply the policy (models/precision.py).
+  The model builders apply the policy (models/precision.py): the inference
+  phase's `inference_dtype_policy` when set, else `dtype_policy`.
   """
   config.import_configurables()
   gin.clear_config()
-  policy = ([f"set_dtype_policy.policy = '{settings.dtype_policy}'"]
-            if settings.dtype_policy else [])
+  name = settings.dtype_policy
+  if phase == 'inference' and settings.inference_dtype_policy:
+    name = settings.inference_dtype_policy
+  policy = [f"set_dtype_policy.policy = '{name}'"] if name else []
   config.parse_gin(settings.gin_files,
                    list(settings.gin_bindings) + policy + list(extra_bindings),
                    finalize=False)
@@ -472,6 +481,7 @@ def _training_batch(batch_size, image_size, mask_size, seed):
 def training_phase(settings: Settings, variant: str) -> dict:
   """Times the real trainer step (`Pix2SeqDTrainer`) of one variant."""
   jit_compile, use_ema = TRAINING_VARIANTS[variant]
+  precision.check_trainable(precision.set_dtype_policy())
   image_size, mask_size = model_sizes()
   strategy = tf.distribute.get_strategy()
   memory = {}
@@ -582,7 +592,8 @@ def inference_phase(settings: Settings) -> dict:
           td=settings.td, seed=seed)['label_map'],
       jit_compile=jit)
 
-  result = {'batch_size': 1, 'jit_compile': jit, 'build_seconds': build_seconds}
+  result = {'batch_size': 1, 'jit_compile': jit, 'build_seconds': build_seconds,
+            'dtype_policy': keras.config.dtype_policy().name}
   run_encode = lambda: _wait(encode(images))
   run_decoder = lambda: denoise(x_t, gamma, encoded).numpy()
   run_sample = lambda s: sample(images, tf.constant(s, tf.int32)).numpy()
@@ -706,7 +717,7 @@ def run_phase(phase: str, settings: Settings, args: Sequence = (),
     `peak_rss_bytes`, the phase's peak: the former when `isolated`, else the
     latter (ru_maxrss is cumulative over the process).
   """
-  configure(settings)
+  configure(settings, phase=phase)
   load_start = list(os.getloadavg())
   with PeakRss() as rss:
     result, seconds = _timed(lambda: PHASES[phase](settings, *args))

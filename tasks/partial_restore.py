@@ -23,6 +23,10 @@ from absl import logging
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from models import pix2seq_d
+
+PARTS = ('encoder', 'decoder')
+
 OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
 
 
@@ -136,3 +140,45 @@ def restore_matching(source_path: str, target: tf.Module,
                'of %d: %s', len(restored), '/'.join(prefix), source_path,
                len(skipped), ', '.join(skipped[:20]))
   return restored, skipped
+
+
+def extract_part(source_path: str, part: str, output_dir: str) -> dict:
+  """Writes one part of a checkpoint as an init checkpoint of its own.
+
+  E.g. the encoder of an encoder-pretraining run (experiments/
+  encoder_pretrain.gin), without its head, optimizer state or step: a small
+  checkpoint that starts other runs (`run_experiment.init_checkpoint =
+  output_dir`, `init_checkpoint_parts = part`). The part is built from the
+  gin config (configured as for the run that wrote the checkpoint: the part
+  of `pix2seq_d.build_model()`) and every one of its variables must be found in the source with its shape.
+
+  Args:
+    source_path: a checkpoint prefix or a folder (its latest checkpoint).
+    part: 'encoder' or 'decoder'.
+    output_dir: the folder written (`ckpt-0`); must hold no checkpoint yet.
+
+  Returns:
+    `{'checkpoint': the written prefix, 'num_variables', 'num_params'}`.
+
+  Raises:
+    ValueError: an unknown part, a variable of the gin-built part missing or
+      of another shape in the source (listed), or `output_dir` already holds
+      a checkpoint.
+  """
+  if part not in PARTS:
+    raise ValueError(f'part={part!r} is not one of {list(PARTS)}.')
+  if tf.train.latest_checkpoint(output_dir) is not None:
+    raise ValueError(f'{output_dir} already holds a checkpoint; choose a new '
+                     'folder.')
+  source = resolve_checkpoint(source_path)
+  built = getattr(pix2seq_d.build_model(), part)
+  _, skipped = restore_matching(source, built, ('model', part))
+  if skipped:
+    raise ValueError(f'{source} does not hold the {part} the gin config builds: '
+                     f'{len(skipped)} variable(s) missing or of another shape: '
+                     f'{", ".join(skipped[:10])}')
+  tree = tf.train.Checkpoint(model=tf.train.Checkpoint(**{part: built}))
+  written = tf.train.CheckpointManager(tree, output_dir, max_to_keep=1).save(
+      checkpoint_number=0)
+  return {'checkpoint': written, 'num_variables': len(built.variables),
+          'num_params': int(sum(v.numpy().size for v in built.variables))}

@@ -185,7 +185,8 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
                         encoder_pretrain_steps: Optional[int] = None,
                         encoder_pretrain_gin: str = (
                             quickstart_pretrain.ENCODER_PRETRAIN_GIN),
-                        encoder_pretrain_steps_per_minute: float = 900.0) -> dict:
+                        encoder_pretrain_steps_per_minute: float = 900.0,
+                        pretrained_encoder: str = '') -> dict:
   """Settings of the chain itself (gin: `quickstart_settings.export = False`).
 
   Args:
@@ -207,6 +208,11 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
     encoder_pretrain_gin: the stage's gin file, parsed after the experiment's.
     encoder_pretrain_steps_per_minute: the stage's speed assumed until its
       first loop is measured (its re-planned time budget).
+    pretrained_encoder: an encoder init checkpoint the diffusion training
+      starts from (the paper's pre-trained encoder; relative to the
+      repository root unless absolute; `tools.extract_part` writes one;
+      quickstart.gin: the shipped models/pretrained/quickstart_encoder);
+      '' = the encoder starts from scratch. Not with an encoder stage.
   """
   if not isinstance(replan_budget, bool):
     raise ValueError(f'quickstart_settings.replan_budget={replan_budget!r} '
@@ -223,6 +229,10 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
   if not encoder_pretrain_steps_per_minute > 0:
     raise ValueError('quickstart_settings.encoder_pretrain_steps_per_minute='
                      f'{encoder_pretrain_steps_per_minute} must be > 0.')
+  if pretrained_encoder and encoder_pretrain_fraction > 0:
+    raise ValueError('quickstart_settings.pretrained_encoder and '
+                     'encoder_pretrain_fraction > 0 both give the encoder; '
+                     'set one.')
   return dict(num_workers=num_workers, export=export, pictures=pictures,
               replan_budget=replan_budget,
               initial_steps_per_minute=float(initial_steps_per_minute),
@@ -230,7 +240,8 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
               encoder_pretrain_steps=encoder_pretrain_steps,
               encoder_pretrain_gin=encoder_pretrain_gin,
               encoder_pretrain_steps_per_minute=float(
-                  encoder_pretrain_steps_per_minute))
+                  encoder_pretrain_steps_per_minute),
+              pretrained_encoder=pretrained_encoder)
 
 
 def run_quickstart(output_dir: str,
@@ -261,6 +272,9 @@ def run_quickstart(output_dir: str,
   bindings = data_bindings(data_dir) + list(gin_bindings)
   config.parse_gin(gin_files, bindings, finalize=False)
   settings = quickstart_settings()
+  init_bindings = quickstart_pretrain.pretrained_encoder_bindings(
+      settings['pretrained_encoder'])
+  config.parse_gin((), init_bindings, finalize=False)
   data_settings = quickstart_data()
   stages = _Stages()
   strategy = distribute.build_strategy('default')
@@ -317,6 +331,7 @@ def run_quickstart(output_dir: str,
           'data': data_settings,
           'gin_files': list(gin_files),
           'gin_bindings': list(gin_bindings),
+          'pretrained_encoder': settings['pretrained_encoder'],
           'image_size': list(gin.query_parameter('%IMAGE_SIZE')),
           'mask_size': list(gin.query_parameter('%MASK_SIZE')),
           'n_bits': list(model.n_bits),

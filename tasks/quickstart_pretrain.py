@@ -11,6 +11,7 @@ then starts the diffusion training from its encoder
 (`init_checkpoint_parts = 'encoder'`).
 """
 
+import os
 import time
 from typing import Optional, Sequence
 
@@ -19,10 +20,37 @@ import tensorflow as tf
 
 from tasks import budget as budget_lib
 from tasks import config
+from tasks import partial_restore
 from tasks import quickstart_schedule
 from tasks import train_lib
 
 ENCODER_PRETRAIN_GIN = 'experiments/encoder_pretrain.gin'
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INIT_ENCODER = "run_experiment.init_checkpoint_parts = 'encoder'"
+
+
+def pretrained_encoder_bindings(path: str) -> list:
+  """Bindings that start the diffusion training from a shipped encoder.
+
+  Args:
+    path: `quickstart_settings.pretrained_encoder`: an init checkpoint
+      folder or prefix (`tools.extract_part`), relative to the repository
+      root unless absolute; '' = none (train the encoder from scratch).
+
+  Raises:
+    FileNotFoundError: naming the setting and the path, when it holds no
+      checkpoint.
+  """
+  if not path:
+    return []
+  if not os.path.isabs(path) and '://' not in path:
+    path = os.path.join(REPO_ROOT, path)
+  try:
+    partial_restore.resolve_checkpoint(path)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(
+        f'quickstart_settings.pretrained_encoder: {e}') from e
+  return [f"run_experiment.init_checkpoint = '{path}'", INIT_ENCODER]
 
 
 def encoder_pretrain_deadline(minutes: float, start_time: float,
@@ -89,4 +117,4 @@ def pretrain_encoder_stage(pretrain_dir: str, strategy, gin_files: Sequence[str]
   if time_budget is not None:
     summary['budget'] = time_budget.summary()
   return summary, [f"run_experiment.init_checkpoint = '{pretrain_dir}'",
-                   "run_experiment.init_checkpoint_parts = 'encoder'"]
+                   INIT_ENCODER]

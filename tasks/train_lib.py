@@ -21,6 +21,7 @@ import tensorflow as tf
 from data import pipeline
 from models import ema as ema_lib
 from models import pix2seq_d
+from models import precision
 from tasks import budget as budget_lib
 from tasks import config
 from tasks import evaluator as evaluator_lib
@@ -227,6 +228,8 @@ def run_experiment(model_dir: str,
   results = {}
 
   training = mode in ('train', 'train_and_eval')
+  if training:  # 'bfloat16' (variables stored in bfloat16) is inference only.
+    precision.check_trainable(precision.set_dtype_policy())
   ema = optimizer = planned_steps = None
   with strategy.scope():
     model = (model_builder or pix2seq_d.build_model)()

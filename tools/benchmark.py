@@ -45,9 +45,14 @@ flags.DEFINE_bool('inference_jit', True, 'XLA-compile encode/denoise/sample.')
 flags.DEFINE_integer('matmul_size', 2048, 'n of the [n, n] peak matmul.')
 flags.DEFINE_integer('input_records', 64, 'Synthetic records for the input benchmark.')
 flags.DEFINE_integer('input_batches', 20, 'Batches timed by the input benchmark.')
-flags.DEFINE_string('dtype_policy', '', "The model's dtype policy: float32 or "
-                    "mixed_bfloat16 (= --gin_bindings=\"set_dtype_policy.policy "
-                    "= 'mixed_bfloat16'\"); '' = the gin config's.")
+flags.DEFINE_string('dtype_policy', '', "The model's dtype policy: float32, "
+                    "mixed_bfloat16 or (inference only) bfloat16 (= "
+                    "--gin_bindings=\"set_dtype_policy.policy = "
+                    "'mixed_bfloat16'\"); '' = the gin config's.")
+flags.DEFINE_string('inference_dtype_policy', '', "The inference phase's "
+                    "policy ('' = --dtype_policy's), e.g. bfloat16 (weights "
+                    "stored in bfloat16, inference only) beside training's "
+                    "mixed_bfloat16.")
 flags.DEFINE_bool('isolate_phases', True, 'Run each phase in a fresh process.')
 flags.DEFINE_integer('seed', 0, 'Initialisation and noise seed.')
 
@@ -65,6 +70,7 @@ def main(argv):
       td=FLAGS.td, inference_jit=FLAGS.inference_jit,
       matmul_size=FLAGS.matmul_size, input_records=FLAGS.input_records,
       input_batches=FLAGS.input_batches, dtype_policy=FLAGS.dtype_policy,
+      inference_dtype_policy=FLAGS.inference_dtype_policy,
       seed=FLAGS.seed)
   result = benchmark.run_benchmark(
       settings, isolate_phases=FLAGS.isolate_phases,

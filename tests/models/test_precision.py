@@ -1,4 +1,5 @@
-"""Tests of models/precision.py: the gin dtype policy and mixed bfloat16 against float32."""
+"""Tests of models/precision.py: the gin dtype policy, mixed bfloat16 and the
+inference-only bfloat16 against float32."""
 
 import gin
 import keras
@@ -6,15 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import ema as ema_lib
 from models import pix2seq_d
 from models import precision
 from models import sampler
 from tasks import config
 from tasks import optim
+from tasks import train_lib
 from tasks import trainer as trainer_lib
 
 TINY = 'model/pix2seq_d_tiny.gin'
 MIXED = "set_dtype_policy.policy = 'mixed_bfloat16'"
+BF16 = "set_dtype_policy.policy = 'bfloat16'"
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +81,7 @@ def trained_pair():
 
 def test_unknown_policy_names_the_binding_and_the_choices():
   with pytest.raises(ValueError, match=r"set_dtype_policy.policy='float16'.*"
-                     r"'float32', 'mixed_bfloat16'"):
+                     r"'float32', 'mixed_bfloat16', 'bfloat16'"):
     precision.set_dtype_policy('float16')
 
 
@@ -204,3 +208,69 @@ def test_one_training_step_under_the_default_strategy():
   assert all(v.dtype == 'float32' for v in ema.shadow_variables)
   moved = [np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables)]
   assert np.mean(moved) > 0.9
+
+
+def test_bfloat16_reads_a_float32_checkpoint_and_samples_the_same_masks(
+    trained_pair, tmp_path):
+  """Inference-only 'bfloat16': the float variables stored in bfloat16, filled
+  from a float32 checkpoint (weights, and an EMA's averages) by rounding; the
+  logits conv still computes in float32; the masks agree with float32's as
+  mixed precision's do (test above)."""
+  model32, _ = trained_pair
+  path = tf.train.Checkpoint(model=model32).write(str(tmp_path / 'ckpt'))
+  gin.clear_config()
+  model16 = _build([BF16])
+  # Stored in bfloat16 but for the logits conv, pinned to float32.
+  pinned = {v.path for v in model16.decoder.conv_out.variables}
+  assert {v.path: v.dtype for v in model16.variables
+          if v.dtype == 'float32'}.keys() == pinned
+  assert all(v.dtype == 'bfloat16' for v in model16.trainable_variables
+             if v.path not in pinned)
+  read = precision.read_checkpoint(tf.train.Checkpoint(model=model16), path)
+  assert read == len(model16.variables)
+  for mine, theirs in zip(model16.variables, model32.variables):
+    np.testing.assert_array_equal(
+        mine.numpy(), tf.cast(theirs.value, mine.dtype).numpy())
+  images, _, _, _ = _batch()
+  outputs = {}
+  for name, model in (('f32', model32), ('bf16', model16)):
+    outputs[name] = sampler.sample(model, images, mask_size=(32, 32),
+                                   num_steps=5, td=1.0, seed=[4, 2])
+  assert outputs['bf16']['x0'].dtype == tf.float32
+  same = np.mean(outputs['f32']['label_map'].numpy() ==
+                 outputs['bf16']['label_map'].numpy())
+  assert same > 0.98, same
+
+  # An EMA's averages (what export and evaluation read) land the same way.
+  ema = pix2seq_d.build_ema(model32, decay=0.5)
+  ema_path = tf.train.Checkpoint(model=model32, ema=ema).write(
+      str(tmp_path / 'with_ema'))
+  gin.clear_config()
+  fresh = _build([BF16])
+  ema_lib.restore_averages(fresh, ema_path)
+  for mine, shadow in zip(ema_lib.averaged_variables(fresh),
+                          ema.shadow_variables):
+    np.testing.assert_array_equal(
+        mine.numpy(), tf.cast(shadow.value, mine.dtype).numpy())
+
+
+def test_read_checkpoint_names_the_variables_it_has_no_value_for(tmp_path):
+  model = _build()
+  path = tf.train.Checkpoint(model=tf.train.Checkpoint(
+      decoder=model.decoder)).write(str(tmp_path / 'decoder_only'))
+  with pytest.raises(AssertionError, match=r'decoder_only has no value for '
+                     r'\d+ variable\(s\): .*'):
+    precision.read_checkpoint(tf.train.Checkpoint(model=model), path)
+
+
+def test_bfloat16_is_refused_for_training(tmp_path):
+  with pytest.raises(ValueError, match="policy='bfloat16' is for inference only"):
+    precision.check_trainable('bfloat16')
+  precision.check_trainable('mixed_bfloat16')
+  config.import_configurables()
+  config.parse_gin([TINY], [BF16, 'run_experiment.train_steps = 1',
+                           'run_experiment.global_batch_size = 2'],
+                   finalize=False)
+  with pytest.raises(ValueError, match='for inference only'):
+    train_lib.run_experiment(str(tmp_path / 'run'), 'train',
+                             tf.distribute.get_strategy())

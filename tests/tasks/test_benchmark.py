@@ -1,5 +1,6 @@
 """The benchmark (issue 7) on a minimal tiny model: every key, sane values, FLOP counting."""
 
+import dataclasses
 import json
 import math
 import statistics
@@ -240,6 +241,26 @@ def test_settings_are_checked():
     benchmark.Settings(training_variants=('fast',))
   with pytest.raises(ValueError, match='sampling_steps'):
     benchmark.Settings(sampling_steps=(0,))
+  with pytest.raises(ValueError, match="--inference_dtype_policy='float16'"):
+    benchmark.Settings(inference_dtype_policy='float16')
+
+
+def test_inference_runs_under_its_own_policy_and_training_refuses_bfloat16():
+  """Training in mixed precision, inference with bfloat16-stored weights."""
+  settings = benchmark.Settings(
+      gin_files=('model/pix2seq_d_tiny.gin',), gin_bindings=MINIMAL,
+      repeats=1, warmup=0, sampling_steps=(1,), matmul_size=64,
+      inference_jit=False, dtype_policy='mixed_bfloat16',
+      inference_dtype_policy='bfloat16')
+  try:
+    result = benchmark.run_phase('inference', settings)
+    assert result['dtype_policy'] == 'bfloat16'
+    assert result['decoder_step_seconds']['median'] > 0
+    with pytest.raises(ValueError, match='for inference only'):
+      benchmark.run_phase('training', dataclasses.replace(
+          settings, dtype_policy='bfloat16'), ('no_xla_no_ema',))
+  finally:
+    keras.config.set_dtype_policy('float32')
 
 
 def test_time_calls_and_peak_rss():

@@ -2,6 +2,7 @@
 
 import gin
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models import pix2seq_d
@@ -65,3 +66,42 @@ def test_missing_part_is_named(tmp_path):
     assert "'model/decoder'" in str(e)
   else:
     raise AssertionError('expected a ValueError')
+
+
+def test_extract_part_writes_an_encoder_that_starts_a_run(tmp_path):
+  """A model's encoder alone (no decoder, EMA or step) restores into a new model."""
+  source, ema = _build([])
+  for variable in source.encoder.weights:
+    if 'float' in variable.dtype:
+      variable.assign(tf.random.normal(variable.shape, seed=2))
+  step = tf.Variable(7, dtype=tf.int64)
+  path = tf.train.Checkpoint(model=source, ema=ema, step=step).write(
+      str(tmp_path / 'run' / 'ckpt-7'))
+  written = partial_restore.extract_part(path, 'encoder', str(tmp_path / 'enc'))
+  assert written['num_variables'] == len(source.encoder.variables)
+  reader = tf.train.load_checkpoint(written['checkpoint'])
+  keys = set(reader.get_variable_to_shape_map())
+  others = {k for k in keys if not k.startswith('model/encoder/')}
+  assert others == {partial_restore.OBJECT_GRAPH_KEY,
+                    'save_counter/.ATTRIBUTES/VARIABLE_VALUE'}, others
+
+  target, _ = _build([])
+  train_lib.restore_init_checkpoint(str(tmp_path / 'enc'), 'encoder', target, None)
+  for path_, variable in _by_path(target.encoder).items():
+    np.testing.assert_array_equal(variable.numpy(),
+                                  _by_path(source.encoder)[path_].numpy())
+  with pytest.raises(ValueError, match='already holds a checkpoint'):
+    partial_restore.extract_part(path, 'encoder', str(tmp_path / 'enc'))
+
+
+def test_extract_part_refuses_a_part_the_checkpoint_does_not_hold(tmp_path):
+  source, _ = _build([])
+  path = tf.train.Checkpoint(model=source).write(str(tmp_path / 'ckpt'))
+  gin.clear_config()
+  config.parse_gin(['model/pix2seq_d_tiny.gin'],
+                   ['build_image_encoder.hidden_dim = 64'], finalize=False)
+  with pytest.raises(ValueError, match='does not hold the encoder the gin '
+                     r'config builds: \d+ variable'):
+    partial_restore.extract_part(path, 'encoder', str(tmp_path / 'enc'))
+  with pytest.raises(ValueError, match="part='head'"):
+    partial_restore.extract_part(path, 'head', str(tmp_path / 'head'))
