@@ -10,8 +10,10 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from models import pix2seq_d
 from tasks import config
 from tasks import distribute
+from tasks import partial_restore
 from tasks import quickstart
 from tasks import quickstart_pretrain
 from tasks import quickstart_schedule
@@ -24,7 +26,8 @@ def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
   summary = quickstart.run_quickstart(
       output_dir, gin_files=['experiments/quickstart_smoke.gin'],
       gin_bindings=['quickstart_settings.encoder_pretrain_fraction = 0.2',
-                    'quickstart_settings.encoder_pretrain_steps = 2'],
+                    'quickstart_settings.encoder_pretrain_steps = 2',
+                    "quickstart_settings.pretrained_encoder = ''"],
       train_steps=4, argv=['test'])
   with open(os.path.join(output_dir, quickstart.SUMMARY_NAME)) as f:
     written = json.load(f)
@@ -149,6 +152,52 @@ def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
     gin.bind_parameter('quickstart_settings.replan_budget', 'yes')
     with pytest.raises(ValueError, match='replan_budget'):
       quickstart.quickstart_settings()
+  finally:
+    gin.clear_config()
+
+
+def test_a_pretrained_encoder_is_found_from_the_repository_root(tmp_path):
+  assert quickstart_pretrain.pretrained_encoder_bindings('') == []
+  with pytest.raises(FileNotFoundError,
+                     match='quickstart_settings.pretrained_encoder: .*nowhere'):
+    quickstart_pretrain.pretrained_encoder_bindings('nowhere')
+  # A relative path is the repository's (the shipped encoder), an absolute
+  # one is taken as it is.
+  root = quickstart_pretrain.REPO_ROOT
+  folder = tmp_path / 'enc'
+  folder.mkdir()
+  tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)),
+                             str(folder), max_to_keep=1).save()
+  relative = os.path.relpath(str(folder), root)
+  for path in (str(folder), relative):
+    assert quickstart_pretrain.pretrained_encoder_bindings(path) == [
+        f"run_experiment.init_checkpoint = '{os.path.join(root, path)}'",
+        "run_experiment.init_checkpoint_parts = 'encoder'"]
+  try:
+    config.import_configurables()
+    gin.bind_parameter('quickstart_settings.pretrained_encoder', relative)
+    gin.bind_parameter('quickstart_settings.encoder_pretrain_fraction', 0.2)
+    with pytest.raises(ValueError, match='set one'):
+      quickstart.quickstart_settings()
+  finally:
+    gin.clear_config()
+
+
+def test_the_shipped_encoder_fills_the_quickstart_model_entirely():
+  """models/pretrained/quickstart_encoder matches quickstart.gin's encoder."""
+  try:
+    config.import_configurables()
+    config.parse_gin(['experiments/quickstart.gin'], [], finalize=False)
+    bindings = quickstart_pretrain.pretrained_encoder_bindings(
+        quickstart.quickstart_settings()['pretrained_encoder'])
+    assert bindings[0].endswith("models/pretrained/quickstart_encoder'")
+    model = pix2seq_d.build_model()
+    restored, skipped = partial_restore.restore_matching(
+        partial_restore.resolve_checkpoint(
+            os.path.join(quickstart_pretrain.REPO_ROOT,
+                         'models/pretrained/quickstart_encoder')),
+        model.encoder, ('model', 'encoder'))
+    assert not skipped and len(restored) == len(model.encoder.variables)
   finally:
     gin.clear_config()
 
