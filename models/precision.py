@@ -22,10 +22,12 @@ What must stay float32 does, under either policy:
 bfloat16 keeps float32's exponent range, so no loss scaling is needed (unlike
 'mixed_float16', which is therefore not offered).
 
-`'bfloat16'` (inference only: export, predict, evaluation, the benchmark's
-inference phase) stores the variables themselves in bfloat16: half the weight
-memory and no float32 copy cast at every call (issue 15: paper model, peak
-inference RSS 1.77 -> 1.38 GB beside mixed_bfloat16's). What must stay
+`'bfloat16'` (inference only: `--mode=eval` and the benchmark's inference
+phase, both tested, or any program reading its weights with
+`pix2seq_d.restore_for_inference`) stores the variables themselves in
+bfloat16: half the weight memory and no float32 copy cast at every call
+(issue 15: paper model, peak inference RSS 1.77 -> 1.38 GB beside
+mixed_bfloat16's). What must stay
 float32 above still computes in float32 (from bfloat16-rounded parameters).
 Float32 training checkpoints are read into it with `read_checkpoint`, which
 casts each tensor; the training loop refuses the policy (`check_trainable`):
@@ -39,11 +41,11 @@ by every builder, so one program's setting never leaks into the next model.
 import gin
 import keras
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+from models import checkpoint_graph
 
 POLICIES = ('float32', 'mixed_bfloat16', 'bfloat16')
 TRAINABLE_POLICIES = ('float32', 'mixed_bfloat16')
-_OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
 
 
 @gin.configurable
@@ -97,25 +99,20 @@ def read_checkpoint(tree, checkpoint_path: str) -> int:
       `assert_existing_objects_matched` does), naming it.
   """
   reader = tf.train.load_checkpoint(checkpoint_path)
-  graph = trackable_object_graph_pb2.TrackableObjectGraph()
-  graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
   view = tf.train.TrackableView(tree)
-  read, stack, visited = set(), [(0, tree)], set()
-  while stack:
-    node_id, obj = stack.pop()
-    if node_id in visited:
-      continue
-    visited.add(node_id)
-    node = graph.nodes[node_id]
-    for attribute in node.attributes:
-      if attribute.name == 'VARIABLE_VALUE':
-        value = reader.get_tensor(attribute.checkpoint_key)
-        obj.assign(tf.cast(value, obj.dtype))
-        read.add(id(obj))
-    children = view.children(obj)
-    for child in node.children:
-      if child.local_name in children:
-        stack.append((child.node_id, children[child.local_name]))
+
+  def children(obj, node):
+    named = view.children(obj)
+    return [(c.node_id, named[c.local_name]) for c in node.children
+            if c.local_name in named]
+
+  read = set()
+  graph = checkpoint_graph.object_graph(reader)
+  for node, obj in checkpoint_graph.walk(graph, 0, tree, children):
+    key = checkpoint_graph.value_key(node)
+    if key is not None:
+      obj.assign(tf.cast(reader.get_tensor(key), obj.dtype))
+      read.add(id(obj))
   missing = [getattr(v, 'path', v.name) for v in _variables(tree, view)
              if id(v) not in read]
   if missing:

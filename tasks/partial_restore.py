@@ -21,13 +21,13 @@ from typing import Dict, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from models import checkpoint_graph
 from models import pix2seq_d
 
 PARTS = ('encoder', 'decoder')
 
-OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
+OBJECT_GRAPH_KEY = checkpoint_graph.OBJECT_GRAPH_KEY
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -47,12 +47,6 @@ def resolve_checkpoint(path: str) -> str:
   return path
 
 
-def _object_graph(reader) -> trackable_object_graph_pb2.TrackableObjectGraph:
-  graph = trackable_object_graph_pb2.TrackableObjectGraph()
-  graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
-  return graph
-
-
 def variable_keys(reader, prefix: Sequence[str]) -> Dict[str, str]:
   """Maps each variable's path below `prefix` to its key in the checkpoint.
 
@@ -66,7 +60,7 @@ def variable_keys(reader, prefix: Sequence[str]) -> Dict[str, str]:
   Raises:
     ValueError: the prefix is not in the checkpoint.
   """
-  graph = _object_graph(reader)
+  graph = checkpoint_graph.object_graph(reader)
   node_id = 0
   for name in prefix:
     children = {c.local_name: c.node_id for c in graph.nodes[node_id].children}
@@ -75,19 +69,12 @@ def variable_keys(reader, prefix: Sequence[str]) -> Dict[str, str]:
                        f'found only {sorted(children)}).')
     node_id = children[name]
   keys = {}
-  stack = [(node_id, '')]
-  visited = set()
-  while stack:
-    node_id, path = stack.pop()
-    if node_id in visited:
-      continue
-    visited.add(node_id)
-    node = graph.nodes[node_id]
-    for attribute in node.attributes:
-      if attribute.name == 'VARIABLE_VALUE':
-        keys[path] = attribute.checkpoint_key
-    for child in node.children:
-      stack.append((child.node_id, f'{path}/{child.local_name}'.lstrip('/')))
+  below = lambda path, node: [(c.node_id, f'{path}/{c.local_name}'.lstrip('/'))
+                              for c in node.children]
+  for node, path in checkpoint_graph.walk(graph, node_id, '', below):
+    key = checkpoint_graph.value_key(node)
+    if key is not None:
+      keys[path] = key
   return keys
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 
 import gin
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -328,9 +329,17 @@ def test_eval_mode_reads_the_ema_into_the_model_as_train_and_eval_uses_it(
   predictions = {}
   for name, mode, extra in (('train_and_eval', 'train_and_eval', []),
                             ('eval', 'eval', []),
-                            ('raw', 'eval', ['build_ema.decay = 0'])):
+                            ('raw', 'eval', ['build_ema.decay = 0']),
+                            # Weights stored in bfloat16 (inference only):
+                            # the float32 averages are cast as they are read.
+                            ('bf16', 'eval',
+                             ["set_dtype_policy.policy = 'bfloat16'"])):
     gin.clear_config()
-    _run(tmp_path, synthetic_records, mode=mode, bindings=bindings + extra)
+    try:
+      _run(tmp_path, synthetic_records, mode=mode, bindings=bindings + extra)
+    finally:
+      keras.config.set_dtype_policy('float32')
     predictions[name] = {p.name: p.read_bytes() for p in step_dir.iterdir()}
   assert predictions['eval'] == predictions['train_and_eval']
   assert predictions['raw'] != predictions['eval']
+  assert predictions['bf16'].keys() == predictions['eval'].keys()
