@@ -137,7 +137,8 @@ def extract_part(source_path: str, part: str, output_dir: str) -> dict:
   checkpoint that starts other runs (`run_experiment.init_checkpoint =
   output_dir`, `init_checkpoint_parts = part`). The part is built from the
   gin config (configured as for the run that wrote the checkpoint: the part
-  of `pix2seq_d.build_model()`) and every one of its variables must be found in the source with its shape.
+  of `pix2seq_d.build_model()`) and every one of its variables must be found
+  in the source with its shape.
 
   Args:
     source_path: a checkpoint prefix or a folder (its latest checkpoint).

@@ -62,18 +62,16 @@ class EvalCheckpoint(tf.train.Checkpoint):
   the EMA averages, straight into the model (`ema.averages_view`; the raw
   weights without an EMA) and the step, and the rest is expected to stay
   unused (TensorFlow warned about it when the restore was garbage-collected).
-  Everything the evaluation does have must be in the checkpoint. A model
-  built under the inference-only 'bfloat16' policy gets each float32 value
-  cast (`precision.read_checkpoint`; the plain restore refuses a dtype change).
+  Everything the evaluation does have must be in the checkpoint. Read as
+  `pix2seq_d.restore_for_inference` reads (`precision.read_checkpoint`: each
+  value cast to its variable's dtype, so a model built under the
+  inference-only 'bfloat16' policy reads float32 checkpoints).
   """
 
   def restore(self, save_path, options=None):
-    if keras.config.dtype_policy().name not in precision.TRAINABLE_POLICIES:
-      precision.read_checkpoint(self, save_path)
-      return None  # Read and checked; CheckpointManager ignores the status.
-    status = super().restore(save_path, options=options)
-    status.assert_existing_objects_matched()
-    return status.expect_partial()
+    del options  # Local reads; nothing to configure.
+    precision.read_checkpoint(self, save_path)
+    return None  # Read and checked; CheckpointManager ignores the status.
 
 
 def _dataset_fn(scope: str, global_batch_size: int, is_training: bool,
