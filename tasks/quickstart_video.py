@@ -10,7 +10,9 @@ CPU, with nothing downloaded:
    match is reused.
 2. `train`: `tasks.train_lib.run_experiment(mode='train')` on the gin
    experiment (gin/experiments/quickstart_video.gin: the video model, whose
-   decoder also sees the masks of the past frames, paper §3.4). Unless
+   decoder also sees the masks of the past frames, paper §3.4), its encoder
+   started from `quickstart_settings.pretrained_encoder` when set (the image
+   quickstart's shipped encoder fits: same encoder, same frame size). Unless
    given, the steps fill the time budget as in the image quickstart
    (`quickstart_schedule.plan_training`: re-planned at every loop by default).
 3. `eval`: `run_experiment(mode='eval')` with the streaming video evaluator
@@ -51,6 +53,7 @@ from tasks import config
 from tasks import distribute
 from tasks import quickstart
 from tasks import quickstart_pictures
+from tasks import quickstart_pretrain
 from tasks import quickstart_schedule
 from tasks import train_lib
 from tasks import visualize
@@ -278,6 +281,13 @@ def run_video_quickstart(output_dir: str,
                    quickstart.data_bindings(data_dir) + list(gin_bindings),
                    finalize=False)
   settings = quickstart.quickstart_settings()
+  if settings['encoder_pretrain_fraction'] > 0:
+    raise ValueError(
+        'quickstart_settings.encoder_pretrain_fraction: the video quickstart '
+        'has no encoder-pretraining stage; start from a pre-trained encoder '
+        'with quickstart_settings.pretrained_encoder instead.')
+  config.parse_gin((), quickstart_pretrain.pretrained_encoder_bindings(
+      settings['pretrained_encoder']), finalize=False)
   data_settings = quickstart_video_data()
   stages = quickstart._Stages()  # pylint: disable=protected-access
   strategy = distribute.build_strategy('default')
@@ -321,6 +331,7 @@ def run_video_quickstart(output_dir: str,
           'minutes': minutes,
           'schedule': schedule,
           'data': data_settings,
+          'pretrained_encoder': settings['pretrained_encoder'],
           'gin_files': list(gin_files),
           'gin_bindings': list(gin_bindings),
           'image_size': list(config.gin_value('%IMAGE_SIZE')),

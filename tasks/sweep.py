@@ -41,6 +41,8 @@ import tensorflow as tf
 from data import source_files
 from tasks import config
 from tasks import distribute
+from tasks import quickstart
+from tasks import quickstart_pretrain
 from tasks import train_lib
 
 COMBINE_MODES = ('grid', 'separate')
@@ -197,8 +199,20 @@ def run_dir(output_dir: str, setting, seed: int) -> str:
 
 
 def configure(gin_files, base_bindings, extra) -> None:
+  """Parses the run's gin configuration, as the quickstart would.
+
+  The quickstart's `quickstart_settings.pretrained_encoder` (set in
+  experiments/quickstart.gin) becomes the init-checkpoint bindings the
+  quickstart itself adds, so a sweep measures what `tools.quickstart` trains;
+  the sweep's and the command line's bindings still win over them.
+  """
   gin.clear_config()
-  config.parse_gin(gin_files, list(base_bindings) + list(extra), finalize=False)
+  bindings = list(base_bindings) + list(extra)
+  config.parse_gin(gin_files, bindings, finalize=False)
+  init = quickstart_pretrain.pretrained_encoder_bindings(
+      quickstart.quickstart_settings()['pretrained_encoder'])
+  if init:
+    config.parse_gin((), init + bindings, finalize=False)
 
 
 def run_bindings(setting, seed: int, train_steps: int) -> list:

@@ -120,15 +120,15 @@ def restore_init_checkpoint(path: str, parts: str, model, ema) -> None:
     ema: the model's EMA, or None.
 
   Raises:
-    ValueError: unknown `parts`, or no checkpoint at `path`.
+    ValueError: unknown `parts`, or no checkpoint at `path` (a folder
+      without one, or a prefix without its `.index`).
   """
   if parts not in INIT_PARTS:
     raise ValueError(f'init_checkpoint_parts={parts!r} is not one of {INIT_PARTS}.')
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise ValueError(f'init_checkpoint: no checkpoint found in {path}.')
-    path = latest
+  try:
+    path = partial_restore.resolve_checkpoint(path)
+  except FileNotFoundError as e:
+    raise ValueError(f'run_experiment.init_checkpoint: {e}') from e
   if parts in ('encoder', 'decoder', 'encoder_and_decoder'):
     for name in parts.split('_and_'):
       part = getattr(model, name)

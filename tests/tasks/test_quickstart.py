@@ -183,11 +183,15 @@ def test_a_pretrained_encoder_is_found_from_the_repository_root(tmp_path):
     gin.clear_config()
 
 
-def test_the_shipped_encoder_fills_the_quickstart_model_entirely():
-  """models/pretrained/quickstart_encoder matches quickstart.gin's encoder."""
+@pytest.mark.parametrize('gin_file', ['experiments/quickstart.gin',
+                                      'experiments/quickstart_video.gin'])
+def test_the_shipped_encoder_fills_the_quickstart_model_entirely(gin_file):
+  """models/pretrained/quickstart_encoder matches both quickstarts' encoder."""
   try:
     config.import_configurables()
-    config.parse_gin(['experiments/quickstart.gin'], [], finalize=False)
+    config.parse_gin([gin_file], [
+        "quickstart_settings.pretrained_encoder = "
+        "'models/pretrained/quickstart_encoder'"], finalize=False)
     bindings = quickstart_pretrain.pretrained_encoder_bindings(
         quickstart.quickstart_settings()['pretrained_encoder'])
     assert bindings[0].endswith("models/pretrained/quickstart_encoder'")

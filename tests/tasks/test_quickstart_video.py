@@ -6,12 +6,17 @@ import os
 import sys
 
 from absl import flags
+import gin
 import numpy as np
 from PIL import Image
 import pytest
 
 from data import davis
+import tensorflow as tf
+
 from tasks import config
+from tasks import quickstart_pictures
+from tasks import quickstart_pretrain
 from tasks import quickstart_video
 
 
@@ -61,6 +66,42 @@ def test_smoke_video_quickstart_writes_summary_pictures_and_gif(tmp_path):
   eval_dir = os.path.dirname(written['metrics_json'])
   assert len(os.listdir(os.path.join(eval_dir, video_id))) == 4
   assert os.path.exists(os.path.join(written['model_dir'], config.CONFIG_NAME))
+
+
+def test_video_quickstart_reads_the_pretrained_encoder_setting(tmp_path):
+  output_dir = str(tmp_path / 'qs')
+  with pytest.raises(FileNotFoundError,
+                     match='quickstart_settings.pretrained_encoder: .*nowhere'):
+    quickstart_video.run_video_quickstart(
+        output_dir, gin_files=['experiments/quickstart_video_smoke.gin'],
+        gin_bindings=["quickstart_settings.pretrained_encoder = 'nowhere'"],
+        train_steps=1)
+  gin.clear_config()
+  with pytest.raises(ValueError, match='encoder_pretrain_fraction'):
+    quickstart_video.run_video_quickstart(
+        output_dir, gin_files=['experiments/quickstart_video_smoke.gin'],
+        gin_bindings=["quickstart_settings.encoder_pretrain_fraction = 0.2"],
+        train_steps=1)
+  gin.clear_config()
+  shipped = 'models/pretrained/quickstart_encoder'
+  summary = quickstart_video.run_video_quickstart(
+      output_dir, gin_files=['experiments/quickstart_video_smoke.gin'],
+      gin_bindings=[f"quickstart_settings.pretrained_encoder = '{shipped}'",
+                    'build_optimizer.learning_rate = 0.0'],
+      train_steps=2)
+  assert summary['settings']['pretrained_encoder'] == shipped
+  # Trained at learning rate 0, the model's encoder weights are the shipped
+  # ones (batch-norm statistics still move in training: not compared).
+  model = quickstart_pictures.restore_for_inference(summary['model_dir'])
+  reader = tf.train.load_checkpoint(
+      os.path.join(quickstart_pretrain.REPO_ROOT, shipped))
+  names = [n for n in reader.get_variable_to_shape_map()
+           if n.startswith('model/encoder/') and 'moving_' not in n]
+  assert names
+  stored = np.concatenate([reader.get_tensor(n).ravel() for n in sorted(names)])
+  restored = np.concatenate([np.asarray(v).ravel()
+                             for v in model.encoder.trainable_weights])
+  assert np.sort(stored) == pytest.approx(np.sort(restored))
 
 
 def test_video_data_is_reused_when_settings_match(tmp_path):

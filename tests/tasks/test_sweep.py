@@ -3,11 +3,13 @@
 import json
 import os
 
+import gin
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
 
+from tasks import config
 from tasks import quickstart
 from tasks import quickstart_video
 from tasks import sweep
@@ -80,6 +82,25 @@ def test_bad_sweeps_are_rejected_before_any_run(axis, message):
 def test_an_axis_swept_twice_is_rejected():
   with pytest.raises(ValueError, match='swept twice'):
     _plan(['B_SCALE=0.1'], ['B_SCALE=0.3'])
+
+
+def test_runs_start_from_the_quickstarts_pretrained_encoder():
+  """A sweep on quickstart.gin trains what tools.quickstart trains."""
+  try:
+    sweep.configure(['experiments/quickstart.gin'], [], [])
+    assert config.gin_value('run_experiment.init_checkpoint').endswith(
+        'models/pretrained/quickstart_encoder')
+    assert config.gin_value('run_experiment.init_checkpoint_parts') == 'encoder'
+    # The setting can itself be swept ('' = from scratch) ...
+    sweep.configure(['experiments/quickstart.gin'], [],
+                    ["quickstart_settings.pretrained_encoder = ''"])
+    assert config.gin_value('run_experiment.init_checkpoint') is None
+    # ... and an explicit init checkpoint wins over it.
+    sweep.configure(['experiments/quickstart.gin'],
+                    ["run_experiment.init_checkpoint = '/other'"], [])
+    assert config.gin_value('run_experiment.init_checkpoint') == '/other'
+  finally:
+    gin.clear_config()
 
 
 def test_tiny_sweep_trains_evaluates_reports_and_skips_finished_runs(tmp_path):

@@ -209,8 +209,12 @@ def test_stage2_starts_from_stage1_at_another_resolution(tmp_path, synthetic_rec
 def test_init_checkpoint_parts_are_validated(tmp_path):
   with pytest.raises(ValueError, match='init_checkpoint_parts'):
     train_lib.restore_init_checkpoint(str(tmp_path), 'everything', None, None)
-  with pytest.raises(ValueError, match='no checkpoint'):
+  with pytest.raises(ValueError, match='init_checkpoint: no checkpoint'):
     train_lib.restore_init_checkpoint(str(tmp_path), 'model', None, None)
+  # A prefix without its .index file is named, not left to a reader error.
+  with pytest.raises(ValueError, match=r'ckpt-7\.index missing'):
+    train_lib.restore_init_checkpoint(str(tmp_path / 'ckpt-7'), 'model',
+                                      None, None)
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
