@@ -27,8 +27,6 @@ from models import pix2seq_d
 
 PARTS = ('encoder', 'decoder')
 
-OBJECT_GRAPH_KEY = checkpoint_graph.OBJECT_GRAPH_KEY
-
 
 def resolve_checkpoint(path: str) -> str:
   """A checkpoint prefix from a prefix or a folder (the folder's latest checkpoint).
@@ -107,8 +105,8 @@ def restore_matching(source_path: str, target: tf.Module,
     written = tree.write(os.path.join(scratch, 'target'))
     current = tf.train.load_checkpoint(written)
     target_keys = variable_keys(current, prefix)
-    names, tensors, restored, skipped = [OBJECT_GRAPH_KEY], [
-        current.get_tensor(OBJECT_GRAPH_KEY)], [], []
+    names, tensors, restored, skipped = [checkpoint_graph.OBJECT_GRAPH_KEY], [
+        current.get_tensor(checkpoint_graph.OBJECT_GRAPH_KEY)], [], []
     for path, key in sorted(target_keys.items()):
       source_key = source_keys.get(path)
       if (source_key is not None and

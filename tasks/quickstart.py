@@ -272,9 +272,7 @@ def run_quickstart(output_dir: str,
   bindings = data_bindings(data_dir) + list(gin_bindings)
   config.parse_gin(gin_files, bindings, finalize=False)
   settings = quickstart_settings()
-  init_bindings = quickstart_pretrain.pretrained_encoder_bindings(
-      settings['pretrained_encoder'])
-  config.parse_gin((), init_bindings, finalize=False)
+  quickstart_pretrain.parse_pretrained_encoder(settings, bindings)
   data_settings = quickstart_data()
   stages = _Stages()
   strategy = distribute.build_strategy('default')

@@ -53,6 +53,23 @@ def pretrained_encoder_bindings(path: str) -> list:
   return [f"run_experiment.init_checkpoint = '{path}'", INIT_ENCODER]
 
 
+def parse_pretrained_encoder(settings: dict, bindings: Sequence[str] = ()) -> None:
+  """Adds the bindings of `settings['pretrained_encoder']` to the parsed gin config.
+
+  The one place the quickstarts (image and video) and `tools.sweep` turn the
+  setting into init-checkpoint bindings (`pretrained_encoder_bindings`).
+  `bindings` (the command line's, a sweep's) are parsed again after them, so
+  an explicit `run_experiment.init_checkpoint` still wins.
+
+  Args:
+    settings: `quickstart.quickstart_settings()`.
+    bindings: the bindings the config was parsed with.
+  """
+  init = pretrained_encoder_bindings(settings['pretrained_encoder'])
+  if init:
+    config.parse_gin((), init + list(bindings), finalize=False)
+
+
 def encoder_pretrain_deadline(minutes: float, start_time: float,
                               fraction: float, clock=time.time) -> float:
   """When the encoder-pretraining stage ends: `fraction` of the training time left.

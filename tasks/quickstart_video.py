@@ -277,17 +277,15 @@ def run_video_quickstart(output_dir: str,
   data_dir = os.path.join(output_dir, 'data')
   model_dir = os.path.join(output_dir, 'model')
   config.import_configurables()
-  config.parse_gin(gin_files,
-                   quickstart.data_bindings(data_dir) + list(gin_bindings),
-                   finalize=False)
+  bindings = quickstart.data_bindings(data_dir) + list(gin_bindings)
+  config.parse_gin(gin_files, bindings, finalize=False)
   settings = quickstart.quickstart_settings()
   if settings['encoder_pretrain_fraction'] > 0:
     raise ValueError(
         'quickstart_settings.encoder_pretrain_fraction: the video quickstart '
         'has no encoder-pretraining stage; start from a pre-trained encoder '
         'with quickstart_settings.pretrained_encoder instead.')
-  config.parse_gin((), quickstart_pretrain.pretrained_encoder_bindings(
-      settings['pretrained_encoder']), finalize=False)
+  quickstart_pretrain.parse_pretrained_encoder(settings, bindings)
   data_settings = quickstart_video_data()
   stages = quickstart._Stages()  # pylint: disable=protected-access
   strategy = distribute.build_strategy('default')

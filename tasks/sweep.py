@@ -203,16 +203,14 @@ def configure(gin_files, base_bindings, extra) -> None:
 
   The quickstart's `quickstart_settings.pretrained_encoder` (set in
   experiments/quickstart.gin) becomes the init-checkpoint bindings the
-  quickstart itself adds, so a sweep measures what `tools.quickstart` trains;
-  the sweep's and the command line's bindings still win over them.
+  quickstart itself adds (`quickstart_pretrain.parse_pretrained_encoder`), so
+  a sweep measures what `tools.quickstart` trains.
   """
   gin.clear_config()
   bindings = list(base_bindings) + list(extra)
   config.parse_gin(gin_files, bindings, finalize=False)
-  init = quickstart_pretrain.pretrained_encoder_bindings(
-      quickstart.quickstart_settings()['pretrained_encoder'])
-  if init:
-    config.parse_gin((), init + bindings, finalize=False)
+  quickstart_pretrain.parse_pretrained_encoder(quickstart.quickstart_settings(),
+                                               bindings)
 
 
 def run_bindings(setting, seed: int, train_steps: int) -> list:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import checkpoint_graph
 from models import pix2seq_d
 from tasks import config
 from tasks import partial_restore
@@ -82,7 +83,7 @@ def test_extract_part_writes_an_encoder_that_starts_a_run(tmp_path):
   reader = tf.train.load_checkpoint(written['checkpoint'])
   keys = set(reader.get_variable_to_shape_map())
   others = {k for k in keys if not k.startswith('model/encoder/')}
-  assert others == {partial_restore.OBJECT_GRAPH_KEY,
+  assert others == {checkpoint_graph.OBJECT_GRAPH_KEY,
                     'save_counter/.ATTRIBUTES/VARIABLE_VALUE'}, others
 
   target, _ = _build([])

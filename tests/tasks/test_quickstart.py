@@ -183,6 +183,26 @@ def test_a_pretrained_encoder_is_found_from_the_repository_root(tmp_path):
     gin.clear_config()
 
 
+def test_the_pretrained_encoder_bindings_yield_to_explicit_ones():
+  shipped = 'models/pretrained/quickstart_encoder'
+  try:
+    config.import_configurables()
+    config.parse_gin(['experiments/quickstart.gin'], [], finalize=False)
+    quickstart_pretrain.parse_pretrained_encoder(
+        quickstart.quickstart_settings(), [])
+    assert config.gin_value('run_experiment.init_checkpoint') == os.path.join(
+        quickstart_pretrain.REPO_ROOT, shipped)
+    assert config.gin_value('run_experiment.init_checkpoint_parts') == 'encoder'
+    explicit = ["run_experiment.init_checkpoint = '/other'"]
+    gin.clear_config()
+    config.parse_gin(['experiments/quickstart.gin'], explicit, finalize=False)
+    quickstart_pretrain.parse_pretrained_encoder(
+        quickstart.quickstart_settings(), explicit)
+    assert config.gin_value('run_experiment.init_checkpoint') == '/other'
+  finally:
+    gin.clear_config()
+
+
 @pytest.mark.parametrize('gin_file', ['experiments/quickstart.gin',
                                       'experiments/quickstart_video.gin'])
 def test_the_shipped_encoder_fills_the_quickstart_model_entirely(gin_file):

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from data import davis
 import tensorflow as tf
 
+from data import davis
 from tasks import config
 from tasks import quickstart_pictures
 from tasks import quickstart_pretrain
