@@ -149,6 +149,38 @@ def restore_init_checkpoint(path: str, parts: str, model, ema) -> None:
   logging.info('Initialised %s from %s.', parts, path)
 
 
+def init_checkpoint_sources(paths, parts) -> list:
+  """Pairs `run_experiment.init_checkpoint` with its `init_checkpoint_parts`.
+
+  One path with one part (the usual case), or a sequence of paths with a
+  sequence of parts of the same length, restored in that order: e.g. the
+  shipped encoder and an unconditional decoder prior,
+  `init_checkpoint = ['ENC', 'PRIOR']`, `init_checkpoint_parts =
+  ['encoder', 'decoder']`.
+
+  Returns:
+    `[(path, part), ...]`; [] when `paths` is None or empty.
+
+  Raises:
+    ValueError: naming both settings, when a sequence of paths does not come
+      with a sequence of parts of its length (or a single path with a
+      sequence of parts).
+  """
+  if not paths:
+    return []
+  if isinstance(paths, str):
+    if not isinstance(parts, str):
+      raise ValueError(f'run_experiment.init_checkpoint={paths!r} is one path but '
+                       f'init_checkpoint_parts={parts!r} is not one part.')
+    return [(paths, parts)]
+  paths = list(paths)
+  if isinstance(parts, str) or len(list(parts)) != len(paths):
+    raise ValueError(f'run_experiment.init_checkpoint={paths!r} gives {len(paths)} '
+                     f'checkpoints; init_checkpoint_parts={parts!r} must give one '
+                     'part for each (a sequence of the same length).')
+  return list(zip(paths, parts))
+
+
 @gin.configurable(denylist=['model_dir', 'mode', 'strategy', 'time_budget'])
 def run_experiment(model_dir: str,
                    mode: str,
@@ -165,8 +197,8 @@ def run_experiment(model_dir: str,
                    jit_compile: bool = True,
                    noise_draws: int = 1,
                    t_power: float = 1.0,
-                   init_checkpoint: Optional[str] = None,
-                   init_checkpoint_parts: str = 'model_and_ema',
+                   init_checkpoint=None,
+                   init_checkpoint_parts='model_and_ema',
                    eval_steps: Optional[int] = None,
                    eval_timeout: Optional[int] = None,
                    evaluator_builder=None,
@@ -195,8 +227,10 @@ def run_experiment(model_dir: str,
     t_power: training times `t = u ** t_power`, `u` uniform (tasks/trainer.py);
       1 = Algorithm 1's `t ~ U(0, 1)`.
     init_checkpoint: a checkpoint (or directory) to start from when model_dir
-      has none (the staged schedule).
-    init_checkpoint_parts: what to take from it (INIT_PARTS).
+      has none (the staged schedule), or a sequence of them, restored in
+      order (`init_checkpoint_sources`).
+    init_checkpoint_parts: what to take from it (INIT_PARTS), or a sequence:
+      one part for each checkpoint.
     eval_steps: evaluation batches (default: the whole eval set).
     eval_timeout: seconds `continuous_eval` waits for a new checkpoint.
     evaluator_builder: builds the evaluator (default: the panoptic PQ one,
@@ -231,6 +265,7 @@ def run_experiment(model_dir: str,
   results = {}
 
   training = mode in ('train', 'train_and_eval')
+  init_sources = init_checkpoint_sources(init_checkpoint, init_checkpoint_parts)
   if training:  # 'bfloat16' (variables stored in bfloat16) is inference only.
     precision.check_trainable(precision.set_dtype_policy())
   ema = optimizer = planned_steps = None
@@ -285,8 +320,9 @@ def run_experiment(model_dir: str,
       step_counter=global_step, checkpoint_interval=checkpoint_interval)
 
   if mode in ('train', 'train_and_eval'):
-    if manager.latest_checkpoint is None and init_checkpoint:
-      restore_init_checkpoint(init_checkpoint, init_checkpoint_parts, model, ema)
+    if manager.latest_checkpoint is None:
+      for path, parts in init_sources:
+        restore_init_checkpoint(path, parts, model, ema)
     if is_chief:
       config.save_run_record(model_dir, argv or sys.argv)
 

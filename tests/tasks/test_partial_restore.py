@@ -106,3 +106,45 @@ def test_extract_part_refuses_a_part_the_checkpoint_does_not_hold(tmp_path):
     partial_restore.extract_part(path, 'encoder', str(tmp_path / 'enc'))
   with pytest.raises(ValueError, match="part='head'"):
     partial_restore.extract_part(path, 'head', str(tmp_path / 'head'))
+
+
+def test_encoder_and_decoder_prior_from_two_checkpoints(tmp_path):
+  """`init_checkpoint = [ENC, PRIOR]`, parts `['encoder', 'decoder']`: both land."""
+  source, _ = _build([])
+  for variable in source.encoder.weights:
+    if 'float' in variable.dtype:
+      variable.assign(tf.random.normal(variable.shape, seed=3))
+  encoder_path = tf.train.Checkpoint(model=source).write(str(tmp_path / 'enc'))
+  prior, _ = _build(['build_model.encoder = None',
+                     "build_mask_decoder.conditioning = 'none'"])
+  for variable in prior.decoder.weights:
+    variable.assign(tf.random.normal(variable.shape, seed=4) * 0.01 + 0.5)
+  prior_path = tf.train.Checkpoint(model=prior).write(str(tmp_path / 'prior'))
+
+  sources = train_lib.init_checkpoint_sources([encoder_path, prior_path],
+                                              ['encoder', 'decoder'])
+  assert sources == [(encoder_path, 'encoder'), (prior_path, 'decoder')]
+  target, ema = _build([])
+  for path, parts in sources:
+    train_lib.restore_init_checkpoint(path, parts, target, ema)
+  for path_, variable in _by_path(target.encoder).items():
+    np.testing.assert_array_equal(variable.numpy(),
+                                  _by_path(source.encoder)[path_].numpy())
+  prior_weights = _by_path(prior.decoder)
+  same = [p for p, v in _by_path(target.decoder).items()
+          if p in prior_weights and v.shape == prior_weights[p].shape]
+  assert len(same) > 10
+  for p in same:
+    np.testing.assert_array_equal(_by_path(target.decoder)[p].numpy(),
+                                  prior_weights[p].numpy())
+
+
+def test_init_checkpoint_sources_pairs_paths_with_parts():
+  assert train_lib.init_checkpoint_sources(None, 'model_and_ema') == []
+  assert train_lib.init_checkpoint_sources('/a', 'encoder') == [('/a', 'encoder')]
+  with pytest.raises(ValueError, match='one part for each'):
+    train_lib.init_checkpoint_sources(['/a', '/b'], 'encoder')
+  with pytest.raises(ValueError, match='one part for each'):
+    train_lib.init_checkpoint_sources(['/a', '/b'], ['encoder'])
+  with pytest.raises(ValueError, match='is not one part'):
+    train_lib.init_checkpoint_sources('/a', ['encoder', 'decoder'])
