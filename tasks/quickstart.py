@@ -186,7 +186,8 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
                         encoder_pretrain_gin: str = (
                             quickstart_pretrain.ENCODER_PRETRAIN_GIN),
                         encoder_pretrain_steps_per_minute: float = 900.0,
-                        pretrained_encoder: str = '') -> dict:
+                        pretrained_encoder: str = '',
+                        pretrained_decoder: str = '') -> dict:
   """Settings of the chain itself (gin: `quickstart_settings.export = False`).
 
   Args:
@@ -213,6 +214,12 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
       repository root unless absolute; `tools.extract_part` writes one;
       quickstart.gin: the shipped models/pretrained/quickstart_encoder);
       '' = the encoder starts from scratch. Not with an encoder stage.
+    pretrained_decoder: a decoder init checkpoint the diffusion training
+      starts from (the paper's unconditional mask prior, §4:
+      experiments/decoder_pretrain.gin, then `tools.extract_part
+      --part=decoder`; quickstart.gin: the shipped
+      models/pretrained/quickstart_decoder_prior); every variable whose path
+      and shape match is restored. '' = from scratch.
   """
   if not isinstance(replan_budget, bool):
     raise ValueError(f'quickstart_settings.replan_budget={replan_budget!r} '
@@ -241,7 +248,8 @@ def quickstart_settings(num_workers: int = 2, export: bool = True,
               encoder_pretrain_gin=encoder_pretrain_gin,
               encoder_pretrain_steps_per_minute=float(
                   encoder_pretrain_steps_per_minute),
-              pretrained_encoder=pretrained_encoder)
+              pretrained_encoder=pretrained_encoder,
+              pretrained_decoder=pretrained_decoder)
 
 
 def run_quickstart(output_dir: str,
@@ -272,7 +280,7 @@ def run_quickstart(output_dir: str,
   bindings = data_bindings(data_dir) + list(gin_bindings)
   config.parse_gin(gin_files, bindings, finalize=False)
   settings = quickstart_settings()
-  quickstart_pretrain.parse_pretrained_encoder(settings, bindings)
+  quickstart_pretrain.parse_pretrained_parts(settings, bindings)
   data_settings = quickstart_data()
   stages = _Stages()
   strategy = distribute.build_strategy('default')
@@ -330,6 +338,7 @@ def run_quickstart(output_dir: str,
           'gin_files': list(gin_files),
           'gin_bindings': list(gin_bindings),
           'pretrained_encoder': settings['pretrained_encoder'],
+          'pretrained_decoder': settings['pretrained_decoder'],
           'image_size': list(gin.query_parameter('%IMAGE_SIZE')),
           'mask_size': list(gin.query_parameter('%MASK_SIZE')),
           'n_bits': list(model.n_bits),

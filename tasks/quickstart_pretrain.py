@@ -26,46 +26,65 @@ from tasks import train_lib
 
 ENCODER_PRETRAIN_GIN = 'experiments/encoder_pretrain.gin'
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INIT_ENCODER = "run_experiment.init_checkpoint_parts = 'encoder'"
 
 
-def pretrained_encoder_bindings(path: str) -> list:
-  """Bindings that start the diffusion training from a shipped encoder.
-
-  Args:
-    path: `quickstart_settings.pretrained_encoder`: an init checkpoint
-      folder or prefix (`tools.extract_part`), relative to the repository
-      root unless absolute; '' = none (train the encoder from scratch).
-
-  Raises:
-    FileNotFoundError: naming the setting and the path, when it holds no
-      checkpoint.
-  """
-  if not path:
-    return []
+def _shipped_path(setting: str, path: str) -> str:
+  """`path` relative to the repository root unless absolute; must hold a checkpoint."""
   if not os.path.isabs(path) and '://' not in path:
     path = os.path.join(REPO_ROOT, path)
   try:
     partial_restore.resolve_checkpoint(path)
   except FileNotFoundError as e:
-    raise FileNotFoundError(
-        f'quickstart_settings.pretrained_encoder: {e}') from e
-  return [f"run_experiment.init_checkpoint = '{path}'", INIT_ENCODER]
+    raise FileNotFoundError(f'quickstart_settings.{setting}: {e}') from e
+  return path
 
 
-def parse_pretrained_encoder(settings: dict, bindings: Sequence[str] = ()) -> None:
-  """Adds the bindings of `settings['pretrained_encoder']` to the parsed gin config.
+def pretrained_bindings(encoder: str = '', decoder: str = '') -> list:
+  """Bindings that start the diffusion training from shipped parts.
 
-  The one place the quickstarts (image and video) and `tools.sweep` turn the
-  setting into init-checkpoint bindings (`pretrained_encoder_bindings`).
-  `bindings` (the command line's, a sweep's) are parsed again after them, so
-  an explicit `run_experiment.init_checkpoint` still wins.
+  Args:
+    encoder: `quickstart_settings.pretrained_encoder`: an encoder init
+      checkpoint folder or prefix (`tools.extract_part`), relative to the
+      repository root unless absolute; '' = none (from scratch).
+    decoder: `quickstart_settings.pretrained_decoder`: the same for the
+      decoder (the unconditional mask prior, experiments/decoder_pretrain.gin).
+
+  Returns:
+    [] for neither; one `init_checkpoint` with its part for one; both as
+    sequences (`train_lib.init_checkpoint_sources`) for both.
+
+  Raises:
+    FileNotFoundError: naming the setting and the path, when it holds no
+      checkpoint.
+  """
+  sources = [(_shipped_path(f'pretrained_{part}', path), part)
+             for path, part in ((encoder, 'encoder'), (decoder, 'decoder')) if path]
+  if not sources:
+    return []
+  if len(sources) == 1:
+    (path, part), = sources
+    return [f"run_experiment.init_checkpoint = '{path}'",
+            f"run_experiment.init_checkpoint_parts = '{part}'"]
+  paths, parts = [list(x) for x in zip(*sources)]
+  return [f'run_experiment.init_checkpoint = {paths!r}',
+          f'run_experiment.init_checkpoint_parts = {parts!r}']
+
+
+def parse_pretrained_parts(settings: dict, bindings: Sequence[str] = ()) -> None:
+  """Adds the bindings of the settings' shipped parts to the parsed gin config.
+
+  The one place the quickstarts (image and video) and `tools.sweep` turn
+  `pretrained_encoder` / `pretrained_decoder` into init-checkpoint bindings
+  (`pretrained_bindings`). `bindings` (the command line's, a sweep's) are
+  parsed again after them, so an explicit `run_experiment.init_checkpoint`
+  still wins.
 
   Args:
     settings: `quickstart.quickstart_settings()`.
     bindings: the bindings the config was parsed with.
   """
-  init = pretrained_encoder_bindings(settings['pretrained_encoder'])
+  init = pretrained_bindings(settings['pretrained_encoder'],
+                             settings['pretrained_decoder'])
   if init:
     config.parse_gin((), init + list(bindings), finalize=False)
 
@@ -108,7 +127,8 @@ def pretrain_encoder_stage(pretrain_dir: str, strategy, gin_files: Sequence[str]
   Returns:
     `(summary, init_bindings)`: what the stage trained (`{'train_steps',
     'budget'?}`), and the bindings that start the diffusion training from its
-    encoder. The gin config is left cleared: the caller parses its own again.
+    encoder (and from `settings['pretrained_decoder']`, if any). The gin
+    config is left cleared: the caller parses its own again.
   """
   if tf.io.gfile.exists(pretrain_dir):
     tf.io.gfile.rmtree(pretrain_dir)
@@ -133,5 +153,6 @@ def pretrain_encoder_stage(pretrain_dir: str, strategy, gin_files: Sequence[str]
   summary = {'train_steps': trained['global_step']}
   if time_budget is not None:
     summary['budget'] = time_budget.summary()
-  return summary, [f"run_experiment.init_checkpoint = '{pretrain_dir}'",
-                   INIT_ENCODER]
+  if '://' not in pretrain_dir:
+    pretrain_dir = os.path.abspath(pretrain_dir)
+  return summary, pretrained_bindings(pretrain_dir, settings['pretrained_decoder'])

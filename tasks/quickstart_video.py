@@ -285,7 +285,7 @@ def run_video_quickstart(output_dir: str,
         'quickstart_settings.encoder_pretrain_fraction: the video quickstart '
         'has no encoder-pretraining stage; start from a pre-trained encoder '
         'with quickstart_settings.pretrained_encoder instead.')
-  quickstart_pretrain.parse_pretrained_encoder(settings, bindings)
+  quickstart_pretrain.parse_pretrained_parts(settings, bindings)
   data_settings = quickstart_video_data()
   stages = quickstart._Stages()  # pylint: disable=protected-access
   strategy = distribute.build_strategy('default')
@@ -330,6 +330,7 @@ def run_video_quickstart(output_dir: str,
           'schedule': schedule,
           'data': data_settings,
           'pretrained_encoder': settings['pretrained_encoder'],
+          'pretrained_decoder': settings['pretrained_decoder'],
           'gin_files': list(gin_files),
           'gin_bindings': list(gin_bindings),
           'image_size': list(config.gin_value('%IMAGE_SIZE')),

@@ -201,15 +201,16 @@ def run_dir(output_dir: str, setting, seed: int) -> str:
 def configure(gin_files, base_bindings, extra) -> None:
   """Parses the run's gin configuration, as the quickstart would.
 
-  The quickstart's `quickstart_settings.pretrained_encoder` (set in
-  experiments/quickstart.gin) becomes the init-checkpoint bindings the
-  quickstart itself adds (`quickstart_pretrain.parse_pretrained_encoder`), so
+  The quickstart's `quickstart_settings.pretrained_encoder` and
+  `pretrained_decoder` (set in experiments/quickstart.gin) become the
+  init-checkpoint bindings the quickstart itself adds
+  (`quickstart_pretrain.parse_pretrained_parts`), so
   a sweep measures what `tools.quickstart` trains.
   """
   gin.clear_config()
   bindings = list(base_bindings) + list(extra)
   config.parse_gin(gin_files, bindings, finalize=False)
-  quickstart_pretrain.parse_pretrained_encoder(quickstart.quickstart_settings(),
+  quickstart_pretrain.parse_pretrained_parts(quickstart.quickstart_settings(),
                                                bindings)
 
 

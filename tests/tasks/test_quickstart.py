@@ -17,6 +17,7 @@ from tasks import partial_restore
 from tasks import quickstart
 from tasks import quickstart_pretrain
 from tasks import quickstart_schedule
+from tasks import train_lib
 
 
 def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
@@ -157,10 +158,13 @@ def test_budget_is_replanned_by_default_and_fixed_on_request(tmp_path):
 
 
 def test_a_pretrained_encoder_is_found_from_the_repository_root(tmp_path):
-  assert quickstart_pretrain.pretrained_encoder_bindings('') == []
+  assert quickstart_pretrain.pretrained_bindings('', '') == []
   with pytest.raises(FileNotFoundError,
                      match='quickstart_settings.pretrained_encoder: .*nowhere'):
-    quickstart_pretrain.pretrained_encoder_bindings('nowhere')
+    quickstart_pretrain.pretrained_bindings('nowhere')
+  with pytest.raises(FileNotFoundError,
+                     match='quickstart_settings.pretrained_decoder: .*nowhere'):
+    quickstart_pretrain.pretrained_bindings(decoder='nowhere')
   # A relative path is the repository's (the shipped encoder), an absolute
   # one is taken as it is.
   root = quickstart_pretrain.REPO_ROOT
@@ -170,9 +174,27 @@ def test_a_pretrained_encoder_is_found_from_the_repository_root(tmp_path):
                              str(folder), max_to_keep=1).save()
   relative = os.path.relpath(str(folder), root)
   for path in (str(folder), relative):
-    assert quickstart_pretrain.pretrained_encoder_bindings(path) == [
+    assert quickstart_pretrain.pretrained_bindings(path) == [
         f"run_experiment.init_checkpoint = '{os.path.join(root, path)}'",
         "run_experiment.init_checkpoint_parts = 'encoder'"]
+    assert quickstart_pretrain.pretrained_bindings(decoder=path) == [
+        f"run_experiment.init_checkpoint = '{os.path.join(root, path)}'",
+        "run_experiment.init_checkpoint_parts = 'decoder'"]
+  # Both: one sequence each, the encoder first (train_lib.init_checkpoint_sources).
+  both = quickstart_pretrain.pretrained_bindings(relative, str(folder))
+  paths = [os.path.join(root, relative), str(folder)]
+  assert both == [
+      f'run_experiment.init_checkpoint = {paths!r}',
+      "run_experiment.init_checkpoint_parts = ['encoder', 'decoder']"]
+  try:
+    config.import_configurables()
+    config.parse_gin([], both, finalize=False)
+    assert train_lib.init_checkpoint_sources(
+        config.gin_value('run_experiment.init_checkpoint'),
+        config.gin_value('run_experiment.init_checkpoint_parts')) == [
+            (paths[0], 'encoder'), (paths[1], 'decoder')]
+  finally:
+    gin.clear_config()
   try:
     config.import_configurables()
     gin.bind_parameter('quickstart_settings.pretrained_encoder', relative)
@@ -188,7 +210,7 @@ def test_the_pretrained_encoder_bindings_yield_to_explicit_ones():
   try:
     config.import_configurables()
     config.parse_gin(['experiments/quickstart.gin'], [], finalize=False)
-    quickstart_pretrain.parse_pretrained_encoder(
+    quickstart_pretrain.parse_pretrained_parts(
         quickstart.quickstart_settings(), [])
     assert config.gin_value('run_experiment.init_checkpoint') == os.path.join(
         quickstart_pretrain.REPO_ROOT, shipped)
@@ -196,7 +218,7 @@ def test_the_pretrained_encoder_bindings_yield_to_explicit_ones():
     explicit = ["run_experiment.init_checkpoint = '/other'"]
     gin.clear_config()
     config.parse_gin(['experiments/quickstart.gin'], explicit, finalize=False)
-    quickstart_pretrain.parse_pretrained_encoder(
+    quickstart_pretrain.parse_pretrained_parts(
         quickstart.quickstart_settings(), explicit)
     assert config.gin_value('run_experiment.init_checkpoint') == '/other'
   finally:
@@ -212,7 +234,7 @@ def test_the_shipped_encoder_fills_the_quickstart_model_entirely(gin_file):
     config.parse_gin([gin_file], [
         "quickstart_settings.pretrained_encoder = "
         "'models/pretrained/quickstart_encoder'"], finalize=False)
-    bindings = quickstart_pretrain.pretrained_encoder_bindings(
+    bindings = quickstart_pretrain.pretrained_bindings(
         quickstart.quickstart_settings()['pretrained_encoder'])
     assert bindings[0].endswith("models/pretrained/quickstart_encoder'")
     model = pix2seq_d.build_model()
