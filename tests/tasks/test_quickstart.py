@@ -40,11 +40,16 @@ def test_smoke_quickstart_writes_summary_overlays_and_trajectory(tmp_path):
   assert written['encoder_pretrain'] == {'train_steps': 2}
   pretrain_dir = os.path.join(output_dir, 'encoder_pretrain')
   assert tf.train.latest_checkpoint(pretrain_dir).endswith('-2')
-  # The diffusion run started from that encoder (and recorded it).
+  # The diffusion run started from that encoder and the shipped decoder prior
+  # (and recorded both).
+  prior = os.path.join(quickstart_pretrain.REPO_ROOT,
+                       'models/pretrained/quickstart_decoder_prior')
   with open(os.path.join(written['model_dir'], config.CONFIG_NAME)) as f:
     recorded = ' '.join(f.read().replace('\\\n', ' ').split())  # Unwrapped.
-  assert f"run_experiment.init_checkpoint = '{pretrain_dir}'" in recorded
-  assert "run_experiment.init_checkpoint_parts = 'encoder'" in recorded
+  assert (f"run_experiment.init_checkpoint = ['{pretrain_dir}', '{prior}']"
+          in recorded)
+  assert ("run_experiment.init_checkpoint_parts = ['encoder', 'decoder']"
+          in recorded)
   for stage in ('data', 'pretrain', 'train', 'eval', 'pictures', 'total'):
     assert written['seconds'][stage] >= 0.0
   assert written['parameters']['total_params'] > 100_000
@@ -212,9 +217,12 @@ def test_the_pretrained_encoder_bindings_yield_to_explicit_ones():
     config.parse_gin(['experiments/quickstart.gin'], [], finalize=False)
     quickstart_pretrain.parse_pretrained_parts(
         quickstart.quickstart_settings(), [])
-    assert config.gin_value('run_experiment.init_checkpoint') == os.path.join(
-        quickstart_pretrain.REPO_ROOT, shipped)
-    assert config.gin_value('run_experiment.init_checkpoint_parts') == 'encoder'
+    assert config.gin_value('run_experiment.init_checkpoint') == [
+        os.path.join(quickstart_pretrain.REPO_ROOT, shipped),
+        os.path.join(quickstart_pretrain.REPO_ROOT,
+                     'models/pretrained/quickstart_decoder_prior')]
+    assert config.gin_value('run_experiment.init_checkpoint_parts') == [
+        'encoder', 'decoder']
     explicit = ["run_experiment.init_checkpoint = '/other'"]
     gin.clear_config()
     config.parse_gin(['experiments/quickstart.gin'], explicit, finalize=False)
@@ -244,6 +252,27 @@ def test_the_shipped_encoder_fills_the_quickstart_model_entirely(gin_file):
                          'models/pretrained/quickstart_encoder')),
         model.encoder, ('model', 'encoder'))
     assert not skipped and len(restored) == len(model.encoder.variables)
+  finally:
+    gin.clear_config()
+
+
+@pytest.mark.parametrize('gin_file', ['experiments/quickstart.gin',
+                                      'experiments/quickstart_video.gin'])
+def test_the_shipped_decoder_prior_fills_all_but_the_image_inputs(gin_file):
+  """models/pretrained/quickstart_decoder_prior: everything but conv_in and cross-attention."""
+  shipped = 'models/pretrained/quickstart_decoder_prior'
+  try:
+    config.import_configurables()
+    config.parse_gin([gin_file], [
+        f"quickstart_settings.pretrained_decoder = '{shipped}'"], finalize=False)
+    model = pix2seq_d.build_model()
+    restored, skipped = partial_restore.restore_matching(
+        partial_restore.resolve_checkpoint(
+            os.path.join(quickstart_pretrain.REPO_ROOT, shipped)),
+        model.decoder, ('model', 'decoder'))
+    assert len(restored) + len(skipped) == len(model.decoder.variables)
+    assert skipped and all('conv_in' in p or 'cross' in p for p in skipped), skipped
+    assert len(restored) > 5 * len(skipped)
   finally:
     gin.clear_config()
 

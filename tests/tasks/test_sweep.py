@@ -84,16 +84,23 @@ def test_an_axis_swept_twice_is_rejected():
     _plan(['B_SCALE=0.1'], ['B_SCALE=0.3'])
 
 
-def test_runs_start_from_the_quickstarts_pretrained_encoder():
+def test_runs_start_from_the_quickstarts_pretrained_parts():
   """A sweep on quickstart.gin trains what tools.quickstart trains."""
   try:
     sweep.configure(['experiments/quickstart.gin'], [], [])
-    assert config.gin_value('run_experiment.init_checkpoint').endswith(
-        'models/pretrained/quickstart_encoder')
-    assert config.gin_value('run_experiment.init_checkpoint_parts') == 'encoder'
-    # The setting can itself be swept ('' = from scratch) ...
+    encoder, decoder = config.gin_value('run_experiment.init_checkpoint')
+    assert encoder.endswith('models/pretrained/quickstart_encoder')
+    assert decoder.endswith('models/pretrained/quickstart_decoder_prior')
+    assert config.gin_value('run_experiment.init_checkpoint_parts') == [
+        'encoder', 'decoder']
+    # The settings can themselves be swept ('' = from scratch) ...
     sweep.configure(['experiments/quickstart.gin'], [],
-                    ["quickstart_settings.pretrained_encoder = ''"])
+                    ["quickstart_settings.pretrained_decoder = ''"])
+    assert config.gin_value('run_experiment.init_checkpoint') == encoder
+    assert config.gin_value('run_experiment.init_checkpoint_parts') == 'encoder'
+    sweep.configure(['experiments/quickstart.gin'], [],
+                    ["quickstart_settings.pretrained_encoder = ''",
+                     "quickstart_settings.pretrained_decoder = ''"])
     assert config.gin_value('run_experiment.init_checkpoint') is None
     # ... and an explicit init checkpoint wins over it.
     sweep.configure(['experiments/quickstart.gin'],
