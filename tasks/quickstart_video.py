@@ -11,8 +11,9 @@ CPU, with nothing downloaded:
 2. `train`: `tasks.train_lib.run_experiment(mode='train')` on the gin
    experiment (gin/experiments/quickstart_video.gin: the video model, whose
    decoder also sees the masks of the past frames, paper §3.4), its encoder
-   started from `quickstart_settings.pretrained_encoder` when set (the image
-   quickstart's shipped encoder fits: same encoder, same frame size). Unless
+   and decoder started from `quickstart_settings.pretrained_encoder` and
+   `pretrained_decoder` when set (the image quickstart's shipped encoder and
+   decoder prior fit: same encoder, same frame size, same decoder). Unless
    given, the steps fill the time budget as in the image quickstart
    (`quickstart_schedule.plan_training`: re-planned at every loop by default).
 3. `eval`: `run_experiment(mode='eval')` with the streaming video evaluator

@@ -68,7 +68,7 @@ def test_smoke_video_quickstart_writes_summary_pictures_and_gif(tmp_path):
   assert os.path.exists(os.path.join(written['model_dir'], config.CONFIG_NAME))
 
 
-def test_video_quickstart_reads_the_pretrained_encoder_setting(tmp_path):
+def test_video_quickstart_reads_the_pretrained_part_settings(tmp_path):
   output_dir = str(tmp_path / 'qs')
   with pytest.raises(FileNotFoundError,
                      match='quickstart_settings.pretrained_encoder: .*nowhere'):
@@ -101,6 +101,24 @@ def test_video_quickstart_reads_the_pretrained_encoder_setting(tmp_path):
   stored = np.concatenate([reader.get_tensor(n).ravel() for n in sorted(names)])
   restored = np.concatenate([np.asarray(v).ravel()
                              for v in model.encoder.trainable_weights])
+  assert np.sort(stored) == pytest.approx(np.sort(restored))
+  # The decoder started from quickstart_video.gin's default, the shipped prior:
+  # everything but the input conv (it also reads the past masks here) and the
+  # cross-attention (none in the prior).
+  prior = 'models/pretrained/quickstart_decoder_prior'
+  assert summary['settings']['pretrained_decoder'] == prior
+  reader = tf.train.load_checkpoint(
+      os.path.join(quickstart_pretrain.REPO_ROOT, prior))
+  names = [n for n in reader.get_variable_to_shape_map()
+           if n.startswith('model/decoder/') and
+           not n.startswith('model/decoder/conv_in/')]
+  assert names
+  stored = np.concatenate([reader.get_tensor(n).ravel() for n in sorted(names)])
+  from_prior = [v for v in model.decoder.trainable_weights
+                if '/mask_decoder/conv_in/' not in v.path and
+                'cross_attention' not in v.path]
+  assert len(from_prior) < len(model.decoder.trainable_weights)
+  restored = np.concatenate([np.asarray(v).ravel() for v in from_prior])
   assert np.sort(stored) == pytest.approx(np.sort(restored))
 
 
