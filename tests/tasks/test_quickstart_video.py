@@ -68,6 +68,15 @@ def test_smoke_video_quickstart_writes_summary_pictures_and_gif(tmp_path):
   assert os.path.exists(os.path.join(written['model_dir'], config.CONFIG_NAME))
 
 
+def _shipped_values(checkpoint, keep):
+  """The values of a shipped checkpoint's variables whose names `keep`, flat."""
+  reader = tf.train.load_checkpoint(
+      os.path.join(quickstart_pretrain.REPO_ROOT, checkpoint))
+  names = sorted(n for n in reader.get_variable_to_shape_map() if keep(n))
+  assert names
+  return np.concatenate([reader.get_tensor(n).ravel() for n in names])
+
+
 def test_video_quickstart_reads_the_pretrained_part_settings(tmp_path):
   output_dir = str(tmp_path / 'qs')
   with pytest.raises(FileNotFoundError,
@@ -93,12 +102,8 @@ def test_video_quickstart_reads_the_pretrained_part_settings(tmp_path):
   # Trained at learning rate 0, the model's encoder weights are the shipped
   # ones (batch-norm statistics still move in training: not compared).
   model = quickstart_pictures.restore_for_inference(summary['model_dir'])
-  reader = tf.train.load_checkpoint(
-      os.path.join(quickstart_pretrain.REPO_ROOT, shipped))
-  names = [n for n in reader.get_variable_to_shape_map()
-           if n.startswith('model/encoder/') and 'moving_' not in n]
-  assert names
-  stored = np.concatenate([reader.get_tensor(n).ravel() for n in sorted(names)])
+  stored = _shipped_values(
+      shipped, lambda n: n.startswith('model/encoder/') and 'moving_' not in n)
   restored = np.concatenate([np.asarray(v).ravel()
                              for v in model.encoder.trainable_weights])
   assert np.sort(stored) == pytest.approx(np.sort(restored))
@@ -107,13 +112,9 @@ def test_video_quickstart_reads_the_pretrained_part_settings(tmp_path):
   # cross-attention (none in the prior).
   prior = 'models/pretrained/quickstart_decoder_prior'
   assert summary['settings']['pretrained_decoder'] == prior
-  reader = tf.train.load_checkpoint(
-      os.path.join(quickstart_pretrain.REPO_ROOT, prior))
-  names = [n for n in reader.get_variable_to_shape_map()
-           if n.startswith('model/decoder/') and
-           not n.startswith('model/decoder/conv_in/')]
-  assert names
-  stored = np.concatenate([reader.get_tensor(n).ravel() for n in sorted(names)])
+  stored = _shipped_values(
+      prior, lambda n: n.startswith('model/decoder/') and
+      not n.startswith('model/decoder/conv_in/'))
   from_prior = [v for v in model.decoder.trainable_weights
                 if '/mask_decoder/conv_in/' not in v.path and
                 'cross_attention' not in v.path]
